@@ -1,0 +1,176 @@
+"""Start processes, record their PIDs, stop exactly those PIDs (never by name).
+
+A PID file holds ``<pid> <starttime>`` where starttime is field 22 of /proc/<pid>/stat, so a
+recycled PID is never mistaken for ours. Processes start in their own session so that a stop
+reaches their whole process group (uwsgi workers, sshd session children).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+
+
+def _starttime(pid: int) -> str | None:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # comm may contain spaces and parentheses: split after the last ')'
+    fields = stat.rsplit(")", 1)[1].split()
+    return fields[19]  # field 22 overall; fields[0] is field 3
+
+
+class ProcessRegistry:
+    """The processes one component started, one PID file each under ``run_dir``."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.run_dir = run_dir
+
+    def _pidfile(self, name: str) -> Path:
+        return self.run_dir / f"{name}.pid"
+
+    def start(
+        self,
+        name: str,
+        argv: Sequence[str],
+        *,
+        log: Path,
+        env: Mapping[str, str] | None = None,
+        cwd: Path | None = None,
+        netns: str | None = None,
+    ) -> int:
+        """Start ``argv`` detached (own session), output appended to ``log``; record its PID.
+
+        With ``netns`` the process runs inside that network namespace (``ip netns exec``).
+        Refuses to start a second copy of a running ``name``.
+        """
+        return self.spawn(name, argv, log=log, env=env, cwd=cwd, netns=netns).pid
+
+    def spawn(
+        self,
+        name: str,
+        argv: Sequence[str],
+        *,
+        log: Path,
+        env: Mapping[str, str] | None = None,
+        cwd: Path | None = None,
+        netns: str | None = None,
+    ) -> subprocess.Popen[bytes]:
+        """Like ``start`` but returns the Popen, so a short-lived task's exit status can be awaited."""
+        if self.is_running(name):
+            raise RuntimeError(f"{name} is already running (pid {self.pid(name)})")
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        log.parent.mkdir(parents=True, exist_ok=True)
+        full = ["ip", "netns", "exec", netns, *argv] if netns else list(argv)
+        with open(log, "ab") as out:
+            proc = subprocess.Popen(
+                full,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=dict(env) if env is not None else None,
+                cwd=cwd,
+                start_new_session=True,
+            )
+        st = _starttime(proc.pid) or "0"
+        self._pidfile(name).write_text(f"{proc.pid} {st}\n")
+        return proc
+
+    def adopt(self, name: str, pid: int) -> None:
+        """Record a PID started elsewhere (e.g. a daemon that forked) as ours."""
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self._pidfile(name).write_text(f"{pid} {_starttime(pid) or '0'}\n")
+
+    def pid(self, name: str) -> int | None:
+        """The recorded PID if that very process is still alive, else None."""
+        try:
+            pid_s, st = self._pidfile(name).read_text().split()
+        except (OSError, ValueError):
+            return None
+        pid = int(pid_s)
+        return pid if _starttime(pid) == st else None
+
+    def is_running(self, name: str) -> bool:
+        return self.pid(name) is not None
+
+    def alive(self, name: str) -> bool:
+        """Running and not a zombie (a dead child of this very process stays in /proc until reaped)."""
+        pid = self.pid(name)
+        return pid is not None and not _is_zombie(pid)
+
+    def forget(self, name: str) -> None:
+        """Drop the PID file of a process that has exited (e.g. a finished one-shot task)."""
+        if not self.alive(name):
+            self._pidfile(name).unlink(missing_ok=True)
+
+    def names(self, prefix: str = "") -> list[str]:
+        if not self.run_dir.is_dir():
+            return []
+        return sorted(p.stem for p in self.run_dir.glob(f"{prefix}*.pid"))
+
+    def stop(self, name: str, timeout: float = 30.0) -> None:
+        """TERM the recorded process group, wait up to ``timeout``, then KILL; forget the PID."""
+        pid = self.pid(name)
+        if pid is not None:
+            _signal_group(pid, signal.SIGTERM)
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline and _starttime(pid) is not None and not _is_zombie(pid):
+                time.sleep(0.1)
+            if _starttime(pid) is not None:
+                _signal_group(pid, signal.SIGKILL)
+        self._pidfile(name).unlink(missing_ok=True)
+
+    def stop_many(self, names: Sequence[str], timeout: float = 30.0) -> None:
+        """TERM all of ``names`` at once, wait up to ``timeout`` for all, KILL the rest; forget them."""
+        pids = {n: self.pid(n) for n in names}
+        for pid in pids.values():
+            if pid is not None:
+                _signal_group(pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and any(
+            p is not None and _starttime(p) is not None and not _is_zombie(p) for p in pids.values()
+        ):
+            time.sleep(0.1)
+        for n, pid in pids.items():
+            if pid is not None and _starttime(pid) is not None:
+                _signal_group(pid, signal.SIGKILL)
+            self._pidfile(n).unlink(missing_ok=True)
+
+    def stop_all(self, prefix: str = "", timeout: float = 30.0) -> list[str]:
+        """Stop every recorded process whose name starts with ``prefix``; returns the names."""
+        names = self.names(prefix)
+        for n in reversed(names):
+            self.stop(n, timeout)
+        return names
+
+
+def _is_zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return True
+
+
+def _signal_group(pid: int, sig: signal.Signals) -> None:
+    try:
+        os.killpg(pid, sig)
+    except ProcessLookupError:
+        return
+    except PermissionError:
+        os.kill(pid, sig)
+
+
+def wait_for(predicate: Callable[[], bool], *, timeout: float, interval: float = 0.2, what: str = "condition") -> None:
+    """Poll ``predicate`` until true or raise TimeoutError naming ``what``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if predicate():
+            return
+        if time.monotonic() >= deadline:
+            raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")
+        time.sleep(interval)

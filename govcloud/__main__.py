@@ -1,0 +1,3 @@
+from govcloud.cli.main import main
+
+main()

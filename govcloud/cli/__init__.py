@@ -1,0 +1,1 @@
+"""The `govcloud` command line: thin click commands over the services."""

@@ -1,0 +1,89 @@
+"""The root command, its global options, and the one error boundary that maps errors to exit codes."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import traceback
+from pathlib import Path
+from typing import Any
+
+import click
+
+from govcloud import __version__
+from govcloud.cli.context import AppContext, find_root
+from govcloud.errors import ExitCode, GovcloudError
+
+EPILOG = """\b
+Exit codes:
+  0    ok
+  1    runtime failure (an API, host or tool failed)
+  2    invalid input (inventories, plan or command line); nothing was changed
+  3    changes pending (--dry-run / check found differences)
+  130  interrupted
+"""
+
+
+class GovcloudGroup(click.Group):
+    """Root group: runs the command inside the error boundary."""
+
+    def main(self, *args: Any, **kwargs: Any) -> Any:  # noqa: D102 - the boundary
+        kwargs.setdefault("standalone_mode", False)
+        debug = "--debug" in sys.argv[1:]
+        try:
+            rv = super().main(*args, **kwargs)
+        except click.exceptions.Abort:
+            click.echo("aborted", err=True)
+            sys.exit(ExitCode.INTERRUPTED)
+        except KeyboardInterrupt:
+            click.echo("interrupted", err=True)
+            sys.exit(ExitCode.INTERRUPTED)
+        except click.ClickException as exc:
+            exc.show()
+            sys.exit(exc.exit_code)
+        except click.exceptions.Exit as exc:
+            sys.exit(exc.exit_code)
+        except GovcloudError as exc:
+            if debug:
+                traceback.print_exc()
+            click.echo(exc.render(), err=True)
+            sys.exit(exc.exit_code)
+        except Exception as exc:  # the last line of defence: never a bare traceback for users
+            if debug:
+                traceback.print_exc()
+            click.echo(f"error: internal error: {type(exc).__name__}: {exc}\n"
+                       "  hint: re-run with --debug for the traceback and report it", err=True)
+            sys.exit(ExitCode.FAILURE)
+        sys.exit(rv if isinstance(rv, int) else ExitCode.OK)
+
+
+@click.group(cls=GovcloudGroup, epilog=EPILOG, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="govcloud")
+@click.option("--root", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Project directory holding inventories/ (default: nearest govcloud.yaml upwards, else cwd).")
+@click.option("--output", type=click.Choice(["text", "json"]), default="text", show_default=True, help="Output format.")
+@click.option("--debug", is_flag=True, help="Show tracebacks.")
+@click.option("-v", "--verbose", count=True, help="More log output (repeatable).")
+@click.option("-q", "--quiet", is_flag=True, help="Only errors.")
+@click.pass_context
+def cli(ctx: click.Context, root: Path | None, output: str, debug: bool, verbose: int, quiet: bool) -> None:
+    """govcloud: plan, provision, migrate and fail over a provincial government cloud."""
+    level = logging.DEBUG if (debug or verbose > 1) else logging.INFO if verbose else logging.WARNING
+    logging.basicConfig(level=logging.ERROR if quiet else level, format="%(levelname)s %(name)s: %(message)s")
+    ctx.obj = AppContext(root=(root or find_root(Path.cwd())).resolve(), output=output, debug=debug,
+                         verbosity=-1 if quiet else verbose)
+
+
+def _register() -> None:
+    from govcloud.cli.plan import plan
+    from govcloud.cli.validate import validate
+
+    cli.add_command(validate)
+    cli.add_command(plan)
+
+
+_register()
+
+
+def main() -> None:
+    cli.main(prog_name="govcloud")

@@ -1,0 +1,112 @@
+"""The one exception root of govcloud, and the exit codes the CLI boundary maps errors to.
+
+Every error says what went wrong, where (file:line:col and a path into the document when it comes
+from an inventory), and how to fix it (``hint``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import IntEnum
+
+
+class ExitCode(IntEnum):
+    """Documented process exit codes (see ``govcloud --help`` and the README)."""
+
+    OK = 0
+    FAILURE = 1  # a runtime failure: an API, host or tool did not do what was asked
+    INVALID_INPUT = 2  # the inventories, a plan or the command line are wrong; nothing was changed
+    CHANGES_PENDING = 3  # --dry-run / check found differences
+    INTERRUPTED = 130  # Ctrl-C
+
+
+@dataclass(frozen=True, order=True)
+class Location:
+    """A place in an input file; line and column are 1-based, 0 when unknown."""
+
+    file: str
+    line: int = 0
+    column: int = 0
+
+    def __str__(self) -> str:
+        if self.line:
+            return f"{self.file}:{self.line}:{self.column}"
+        return self.file
+
+
+@dataclass(frozen=True)
+class Diagnostic:
+    """One finding about the input: an error (blocks) or a warning (reported, exit 0)."""
+
+    location: Location
+    path: str
+    message: str
+    hint: str = ""
+    severity: str = "error"  # "error" | "warning"
+
+    def render(self) -> str:
+        where = f"{self.location}: {self.path}: " if self.path else f"{self.location}: "
+        prefix = "" if self.severity == "error" else "warning: "
+        text = f"{where}{prefix}{self.message}"
+        if self.hint:
+            text += f"\n  hint: {self.hint}"
+        return text
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "file": self.location.file,
+            "line": self.location.line,
+            "column": self.location.column,
+            "path": self.path,
+            "message": self.message,
+            "hint": self.hint,
+            "severity": self.severity,
+        }
+
+
+class GovcloudError(Exception):
+    """Root of every error govcloud raises on purpose. ``hint`` says how to fix it."""
+
+    exit_code: ExitCode = ExitCode.FAILURE
+
+    def __init__(self, message: str, *, hint: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def render(self) -> str:
+        text = f"error: {self.message}"
+        if self.hint:
+            text += f"\n  hint: {self.hint}"
+        return text
+
+
+class InvalidInputError(GovcloudError):
+    """The input is wrong; nothing was changed. Carries every diagnostic found, not only the first."""
+
+    exit_code = ExitCode.INVALID_INPUT
+
+    def __init__(self, message: str, *, hint: str = "", diagnostics: tuple[Diagnostic, ...] = ()) -> None:
+        super().__init__(message, hint=hint)
+        self.diagnostics = diagnostics
+
+    def render(self) -> str:
+        lines = [d.render() for d in self.diagnostics]
+        lines.append(super().render())
+        return "\n".join(lines)
+
+
+class InventoryError(InvalidInputError):
+    """The inventories do not load or do not validate."""
+
+
+class PlanError(InvalidInputError):
+    """A migration plan cannot be made from the inventories, or a plan file violates a constraint."""
+
+
+class CapacityError(PlanError):
+    """The systems do not fit the sites' capacity."""
+
+
+class RuntimeFailure(GovcloudError):
+    """Something outside govcloud (an API, a host, a tool) failed; evidence is kept in the message."""

@@ -1,0 +1,264 @@
+"""Frozen data of govcloud's world: topology, departments, systems, and migration plans.
+
+Built only by the inventory loader (after validation) and the planner; never mutated. Every object
+that came from a file keeps its ``source`` location so later checks can point back at the YAML.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+
+from govcloud.errors import Location
+
+DAYS: tuple[str, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+class Placement(str, Enum):
+    """Where a system runs: both primary-region sites, primary + backup region, or one site."""
+
+    ACTIVE_ACTIVE = "active-active"
+    ACTIVE_STANDBY = "active-standby"
+    SINGLE = "single"
+
+
+class Tier(str, Enum):
+    CRITICAL = "critical"
+    IMPORTANT = "important"
+    NORMAL = "normal"
+
+
+class RegionRole(str, Enum):
+    PRIMARY = "primary"
+    BACKUP = "backup"
+
+
+@dataclass(frozen=True)
+class Resources:
+    """vCPUs, RAM and storage; for a system, the total it needs (see docs/inventory.md)."""
+
+    vcpus: int = 0
+    ram_gb: int = 0
+    storage_gb: int = 0
+
+    def __add__(self, other: Resources) -> Resources:
+        return Resources(self.vcpus + other.vcpus, self.ram_gb + other.ram_gb, self.storage_gb + other.storage_gb)
+
+    def halved(self) -> Resources:
+        """Per-site share of an active-active system (rounded up: a half vCPU is a whole one)."""
+        return Resources(-(-self.vcpus // 2), -(-self.ram_gb // 2), -(-self.storage_gb // 2))
+
+    def fits_in(self, capacity: Resources) -> bool:
+        return self.vcpus <= capacity.vcpus and self.ram_gb <= capacity.ram_gb and self.storage_gb <= capacity.storage_gb
+
+    def shortfall(self, capacity: Resources) -> Resources:
+        """How much ``capacity`` lacks to hold these resources (0 where it suffices)."""
+        return Resources(
+            max(0, self.vcpus - capacity.vcpus),
+            max(0, self.ram_gb - capacity.ram_gb),
+            max(0, self.storage_gb - capacity.storage_gb),
+        )
+
+    def __str__(self) -> str:
+        return f"{self.vcpus} vCPU, {self.ram_gb} GB RAM, {self.storage_gb} GB storage"
+
+
+@dataclass(frozen=True)
+class Window:
+    """A weekly maintenance window: on each of ``days``, from ``start`` to ``end`` ("HH:MM").
+
+    ``end`` at or before ``start`` means the window crosses midnight into the next day.
+    """
+
+    days: tuple[str, ...]
+    start: str
+    end: str
+
+    def __str__(self) -> str:
+        return f"{','.join(self.days)} {self.start}-{self.end}"
+
+    def as_dict(self) -> dict[str, object]:
+        return {"days": list(self.days), "start": self.start, "end": self.end}
+
+
+@dataclass(frozen=True)
+class Site:
+    name: str
+    region: str
+    availability_zone: str
+    capacity: Resources
+
+
+@dataclass(frozen=True)
+class Region:
+    name: str
+    role: RegionRole
+    cloud: str
+    region_name: str
+    sites: tuple[str, ...]
+    network_pool: str | None = None
+
+
+@dataclass(frozen=True)
+class ReplicationLink:
+    """Data replication between two sites or regions (``source``/``target`` name either)."""
+
+    source: str
+    target: str
+    mode: str  # "sync" | "async"
+    max_lag_seconds: int | None = None
+
+
+@dataclass(frozen=True)
+class Topology:
+    name: str
+    regions: tuple[Region, ...]
+    sites: tuple[Site, ...]
+    replication: tuple[ReplicationLink, ...]
+    ops_cidrs: tuple[str, ...] = ()
+    source: Location = Location("topology.yaml")
+
+    def site(self, name: str) -> Site:
+        for s in self.sites:
+            if s.name == name:
+                return s
+        raise KeyError(name)
+
+    def region(self, name: str) -> Region:
+        for r in self.regions:
+            if r.name == name:
+                return r
+        raise KeyError(name)
+
+    @property
+    def primary_region(self) -> Region | None:
+        return next((r for r in self.regions if r.role is RegionRole.PRIMARY), None)
+
+    @property
+    def backup_region(self) -> Region | None:
+        return next((r for r in self.regions if r.role is RegionRole.BACKUP), None)
+
+    def sites_of(self, region: str) -> tuple[Site, ...]:
+        return tuple(s for s in self.sites if s.region == region)
+
+    def has_sync_pair(self, a: str, b: str) -> bool:
+        """True if sites ``a`` and ``b`` (or their regions) replicate synchronously."""
+        names_a = {a, self.site(a).region}
+        names_b = {b, self.site(b).region}
+        for link in self.replication:
+            if link.mode != "sync":
+                continue
+            if (link.source in names_a and link.target in names_b) or (link.source in names_b and link.target in names_a):
+                return True
+        return False
+
+
+@dataclass(frozen=True)
+class Host:
+    """A legacy machine of a system, reached over SSH for migration."""
+
+    name: str
+    address: str
+    port: int = 22
+    user: str = "root"
+    role: str = "app"
+    data: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class System:
+    """One legacy department system to be migrated."""
+
+    id: str
+    name: str
+    department: str
+    classification: int
+    tier: Tier
+    rto_minutes: int
+    rpo_minutes: int
+    depends_on: tuple[str, ...]
+    window: Window
+    placement: Placement
+    resources: Resources
+    hosts: tuple[Host, ...]
+    owner: str | None = None
+    source: Location = Location("?")
+
+
+@dataclass(frozen=True)
+class Department:
+    id: str
+    name: str
+    systems: tuple[str, ...]
+    source: Location = Location("?")
+
+
+@dataclass(frozen=True)
+class Inventory:
+    """The whole validated input: topology, departments, systems (sorted by id)."""
+
+    topology: Topology
+    departments: tuple[Department, ...]
+    systems: tuple[System, ...]
+    digest: str  # sha256 over the inventory files' bytes, in path order
+    warnings: tuple[object, ...] = field(default=(), compare=False)
+
+    def system(self, system_id: str) -> System:
+        return self._by_id()[system_id]
+
+    def _by_id(self) -> dict[str, System]:
+        cache = self.__dict__.get("_by_id_cache")
+        if cache is None:
+            cache = {s.id: s for s in self.systems}
+            object.__setattr__(self, "_by_id_cache", cache)
+        return cache
+
+    def has_system(self, system_id: str) -> bool:
+        return system_id in self._by_id()
+
+
+@dataclass(frozen=True)
+class SitePlacement:
+    """The sites a plan assigned to one system."""
+
+    primary: str
+    secondary: str | None = None
+    dr: str | None = None
+
+    def sites(self) -> tuple[str, ...]:
+        return tuple(s for s in (self.primary, self.secondary, self.dr) if s)
+
+    def as_dict(self) -> dict[str, str]:
+        d = {"primary": self.primary}
+        if self.secondary:
+            d["secondary"] = self.secondary
+        if self.dr:
+            d["dr"] = self.dr
+        return d
+
+
+@dataclass(frozen=True)
+class PlannedSystem:
+    id: str
+    placement: SitePlacement
+
+
+@dataclass(frozen=True)
+class Wave:
+    number: int
+    window: Window
+    systems: tuple[PlannedSystem, ...]
+    notes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A migration plan: every system in exactly one wave, with its sites."""
+
+    name: str
+    inventory_digest: str
+    max_per_wave: int
+    waves: tuple[Wave, ...]
+
+    def wave_of(self) -> dict[str, int]:
+        return {ps.id: w.number for w in self.waves for ps in w.systems}
