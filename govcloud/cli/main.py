@@ -29,7 +29,8 @@ class GovcloudGroup(click.Group):
 
     def main(self, *args: Any, **kwargs: Any) -> Any:  # noqa: D102 - the boundary
         kwargs.setdefault("standalone_mode", False)
-        debug = "--debug" in sys.argv[1:]
+        argv = kwargs.get("args") if kwargs.get("args") is not None else (args[0] if args else sys.argv[1:])
+        debug = "--debug" in (argv or [])
         try:
             rv = super().main(*args, **kwargs)
         except click.exceptions.Abort:

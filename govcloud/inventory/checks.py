@@ -112,8 +112,13 @@ class _Defined:
         return self.doc.locate(self.path)
 
 
-def check_departments(topology: YamlDocument | None, departments: list[YamlDocument]) -> list[Diagnostic]:
-    """References between systems, global uniqueness, and whether each placement can ever fit."""
+def check_departments(topology: YamlDocument | None, departments: list[YamlDocument],
+                      defined_elsewhere: set[str] = frozenset()) -> list[Diagnostic]:  # type: ignore[assignment]
+    """References between systems, global uniqueness, and whether each placement can ever fit.
+
+    ``defined_elsewhere`` holds ids from files that failed their schema check: references to them
+    are not reported again (the broken file's own errors are).
+    """
     f = _Findings()
     dept_ids: dict[str, _Defined] = {}
     systems: dict[str, _Defined] = {}
@@ -164,7 +169,7 @@ def check_departments(topology: YamlDocument | None, departments: list[YamlDocum
                 path: tuple[PathElem, ...] = ("systems", i, "depends_on", j)
                 if dep == system["id"]:
                     f.error(doc, path, f"system '{dep}' depends on itself", "remove it from depends_on")
-                elif dep not in systems:
+                elif dep not in systems and dep not in defined_elsewhere:
                     guess = _did_you_mean(dep, known)
                     hint = (f"did you mean '{guess}'? (defined at {systems[guess].where()})" if guess
                             else "add the system to a department file or remove the dependency")

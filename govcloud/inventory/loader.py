@@ -103,6 +103,7 @@ def validate_inventory(root: Path) -> ValidationReport:
                 if any(d.severity == "error" for d in topo_problems):
                     topology = None
     departments: list[YamlDocument] = []
+    defined_elsewhere: set[str] = set()  # ids of systems in files that failed their schema check
     for path in dept_paths:
         doc = read(path)
         if doc is None:
@@ -111,15 +112,25 @@ def validate_inventory(root: Path) -> ValidationReport:
         diags.extend(problems)
         if not problems:
             departments.append(doc)
+        else:
+            defined_elsewhere.update(_system_ids(doc.data))
     if not dept_paths and topo_path.is_file():
         diags.append(Diagnostic(Location(_display(root, root / INVENTORY_DIR / DEPARTMENTS_DIR)), "",
                                 "no department files found", "add departments/<id>.yaml files", severity="warning"))
-    diags.extend(check_departments(topology, departments))
+    diags.extend(check_departments(topology, departments, defined_elsewhere))
     ordered = tuple(sorted(diags, key=lambda d: (d.location, d.path, d.message)))
     inventory = None
     if topology is not None and not any(d.severity == "error" for d in ordered):
         inventory = build_inventory(topology, departments, digest_of(named), tuple(d for d in ordered if d.severity == "warning"))
     return ValidationReport(inventory, ordered, len(named))
+
+
+def _system_ids(data: Any) -> set[str]:
+    """Whatever system ids a schema-invalid document still names, so others' references resolve."""
+    systems = data.get("systems") if isinstance(data, dict) else None
+    if not isinstance(systems, list):
+        return set()
+    return {s["id"] for s in systems if isinstance(s, dict) and isinstance(s.get("id"), str)}
 
 
 def load_inventory(root: Path) -> Inventory:

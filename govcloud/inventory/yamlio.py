@@ -214,7 +214,10 @@ def parse_yaml(raw: bytes, name: str) -> tuple[YamlDocument | None, list[Diagnos
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         loc = Location(name, mark.line + 1, mark.column + 1) if mark else Location(name)
-        what = " ".join(p for p in (exc.context, exc.problem) if p)
+        context = exc.context or ""
+        if context and exc.context_mark is not None and mark is not None and exc.context_mark.line != mark.line:
+            context += f" (started at line {exc.context_mark.line + 1})"
+        what = " ".join(p for p in (context, exc.problem) if p)
         return None, [Diagnostic(loc, "", f"malformed YAML: {what}",
                                  "check indentation, quoting and colons near this line (values with ': ' need quotes)")]
     except yaml.YAMLError as exc:

@@ -1,0 +1,184 @@
+"""The devcloud OpenStack control plane, for real: CLI, boots per AZ, region isolation, status, down.
+
+One session-scoped cloud (reused if already READY, brought down at the end only if this session
+started it). Servers booted here are deleted again. The last test stops the cloud, checks that no
+recorded process survives, and brings it back up from the schema cache (timed).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from devcloud.paths import DevcloudPaths
+from devcloud.testing import CloudSession, cloud_session, missing_prerequisite
+
+pytestmark = pytest.mark.integration
+
+# inside the landing-zone pools of docs/lab-addressing.md, clear of what `govcloud provision` allocates first
+TEST_CIDR = {"gz": "10.245.254.0/24", "st": "10.247.254.0/24"}
+AZS = {"gz": ("gz-a", "gz-b"), "st": ("st-a",)}
+PKG_PARENT = str(Path(__file__).resolve().parents[2])
+
+
+@pytest.fixture(scope="session")
+def cloud() -> Iterator[CloudSession]:
+    yield from cloud_session()
+
+
+@pytest.fixture(scope="module")
+def sdk(cloud: CloudSession):  # type: ignore[no-untyped-def]
+    try:
+        import openstack  # noqa: F401
+    except ImportError:
+        missing_prerequisite("openstacksdk is not installed in the test interpreter")
+    return {name: cloud.connect(name) for name in ("gz", "st")}
+
+
+def _devcloud(*args: str, env: dict[str, str] | None = None, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    e = dict(env if env is not None else os.environ)
+    e["PYTHONPATH"] = os.pathsep.join(p for p in (PKG_PARENT, e.get("PYTHONPATH", "")) if p)
+    return subprocess.run([sys.executable, "-m", "devcloud", *args], env=e, capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="class")
+def booted(sdk) -> Iterator[dict[str, object]]:  # type: ignore[no-untyped-def]
+    """One server per AZ (gz-a, gz-b in RegionGZ; st-a in RegionST) on a per-region test network."""
+    made: list[tuple[object, str, object]] = []  # (conn, kind, resource) in creation order
+    servers: dict[str, object] = {}
+    try:
+        for short, conn in sdk.items():
+            net = conn.network.create_network(name=f"test-devcloud-{short}")
+            made.append((conn, "network", net))
+            conn.network.create_subnet(network_id=net.id, cidr=TEST_CIDR[short], ip_version=4, name=f"test-devcloud-{short}")
+            flavor = conn.compute.find_flavor("m1.tiny")
+            image = conn.image.find_image("fake-image")
+            for az in AZS[short]:
+                srv = conn.compute.create_server(
+                    name=f"test-devcloud-{az}", flavor_id=flavor.id, image_id=image.id,
+                    networks=[{"uuid": net.id}], availability_zone=az,
+                )
+                made.append((conn, "server", srv))
+                servers[az] = srv
+        t0 = time.monotonic()
+        for az, srv in servers.items():
+            conn = sdk["st" if az.startswith("st") else "gz"]
+            servers[az] = conn.compute.wait_for_server(srv, status="ACTIVE", interval=0.5, wait=180)
+        servers["_boot_seconds"] = time.monotonic() - t0
+        yield servers
+    finally:
+        for conn, kind, res in reversed(made):
+            if kind == "server":
+                conn.compute.delete_server(res, ignore_missing=True)
+                conn.compute.wait_for_delete(res, interval=0.5, wait=120)
+            else:
+                conn.network.delete_network(res, ignore_missing=True)  # also removes its subnet
+
+
+def test_openstack_cli_server_list(cloud: CloudSession) -> None:
+    for name in ("gz", "st", "devcloud-admin"):
+        r = subprocess.run([str(cloud.openstack_cli), "--os-cloud", name, "server", "list", "-f", "json"],
+                           env=cloud.env(), capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0, r.stderr
+        assert r.stdout.strip().startswith("["), r.stdout
+
+
+def test_catalog_has_both_regions_and_azs(sdk) -> None:  # type: ignore[no-untyped-def]
+    for short, conn in sdk.items():
+        azs = {z.name for z in conn.compute.availability_zones()}
+        assert set(AZS[short]) <= azs
+        assert conn.network.find_network("public").is_router_external
+        assert conn.compute.find_flavor("m1.small") is not None
+    endpoints = {(e.region_id) for e in sdk["gz"].identity.endpoints(interface="public")}
+    assert endpoints == {"RegionGZ", "RegionST"}
+
+
+class TestServers:
+    """Class scope: the servers are deleted again before the down/up test at the end of the module."""
+
+    def test_boot_in_each_az_reaches_active(self, booted) -> None:  # type: ignore[no-untyped-def]
+        for az in ("gz-a", "gz-b", "st-a"):
+            srv = booted[az]
+            assert srv.status == "ACTIVE", (az, srv.status, srv.fault)
+            assert srv.availability_zone == az
+            assert srv.addresses, "the server got a Neutron fixed IP"
+
+    def test_region_isolation(self, sdk, booted) -> None:  # type: ignore[no-untyped-def]
+        st_srv = booted["st-a"]
+        assert sdk["gz"].compute.find_server(st_srv.id, ignore_missing=True) is None
+        assert st_srv.id not in {s.id for s in sdk["gz"].compute.servers(all_projects=True)}
+        assert sdk["st"].compute.get_server(st_srv.id).availability_zone == "st-a"
+        gz_ids = {booted["gz-a"].id, booted["gz-b"].id}
+        assert not gz_ids & {s.id for s in sdk["st"].compute.servers(all_projects=True)}
+
+
+def test_status_and_up_are_idempotent(cloud: CloudSession) -> None:
+    r = _devcloud("status")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "READY" in r.stdout and "nova-compute-st-a-cmp1" in r.stdout
+    t0 = time.monotonic()
+    r = _devcloud("up")
+    assert r.returncode == 0 and "already READY" in r.stdout, r.stdout + r.stderr
+    assert time.monotonic() - t0 < 20
+
+
+def test_errors_are_clear_without_traceback(cloud: CloudSession, tmp_path: Path) -> None:
+    """A second home while the cloud runs: its ports are taken, which `up` must say plainly."""
+    env = {**os.environ, "DEVCLOUD_HOME": str(tmp_path / "home"), "DEVCLOUD_VENV": str(cloud.paths.venv)}
+    r = _devcloud("up", "--no-install", env=env)
+    assert r.returncode == 1
+    assert "already in use" in r.stderr and "Traceback" not in r.stderr, r.stderr
+    env["DEVCLOUD_VENV"] = str(tmp_path / "no-venv")
+    r = _devcloud("up", "--no-install", env=env)
+    assert r.returncode == 1 and "devcloud install" in r.stderr and "Traceback" not in r.stderr, r.stderr
+    r = _devcloud("status", env=env)
+    assert r.returncode == 1 and "NOT READY" in r.stdout
+
+
+def _process_tree(pid: int) -> set[int]:
+    out, todo = set(), [pid]
+    while todo:
+        p = todo.pop()
+        out.add(p)
+        for task in Path(f"/proc/{p}/task").glob("*"):
+            try:
+                todo += [int(c) for c in (task / "children").read_text().split()]
+            except OSError:
+                pass
+    return out
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except OSError:
+        return False
+
+
+def test_down_leaves_no_process_then_cached_up(cloud: CloudSession) -> None:
+    """Last: stop everything, check every recorded process (and its children) is gone, restart from the cache."""
+    from devcloud.cloud.layout import CloudLayout
+
+    reg = CloudLayout(cloud.paths).registry()
+    names = reg.names()
+    assert len(names) >= 19
+    pids = set().union(*(_process_tree(p) for n in names if (p := reg.pid(n)) is not None))
+    r = _devcloud("down")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert [p for p in pids if _alive(p)] == []
+    assert reg.names() == []
+    assert _devcloud("status").returncode == 1
+    # fresh cloud again, from the schema cache (acceptance: < 90 s)
+    t0 = time.monotonic()
+    r = _devcloud("up")
+    took = time.monotonic() - t0
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "schema restored from cache" in r.stdout
+    assert took < 90, f"cached up took {took:.0f}s"
+    assert _devcloud("status").returncode == 0
