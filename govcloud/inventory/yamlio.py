@@ -83,58 +83,88 @@ def format_path(path: tuple[PathElem, ...] | list[PathElem]) -> str:
     return out
 
 
+_STR = "tag:yaml.org,2002:str"
+_INT = "tag:yaml.org,2002:int"
+_MERGE = "tag:yaml.org,2002:merge"
+
+
+class _RecursiveAlias(Exception):
+    def __init__(self, node: yaml.Node) -> None:
+        super().__init__("recursive alias")
+        self.node = node
+
+
 class _Builder:
-    """Turns a composed node graph into dicts/lists/scalars, reporting problems as diagnostics."""
+    """Turns a composed node graph into dicts/lists/scalars, reporting problems as diagnostics.
+
+    Nodes reached again through an alias are built once and shared (as PyYAML does), while the
+    *expanded* size is counted, so a billion-laughs file is measured without being expanded.
+    """
 
     def __init__(self, name: str) -> None:
         self.name = name
         self.diagnostics: list[Diagnostic] = []
-        self._memo: dict[int, Any] = {}
-
-    def _loc(self, node: yaml.Node) -> Location:
-        return Location(self.name, node.start_mark.line + 1, node.start_mark.column + 1)
+        self._memo: dict[int, tuple[Any, int]] = {}
+        self._in_progress: set[int] = set()
+        self.scalars = 0
 
     def error(self, node: yaml.Node, path: tuple[PathElem, ...], message: str, hint: str = "") -> None:
-        self.diagnostics.append(Diagnostic(self._loc(node), format_path(path), message, hint))
+        loc = Location(self.name, node.start_mark.line + 1, node.start_mark.column + 1)
+        self.diagnostics.append(Diagnostic(loc, format_path(path), message, hint))
 
-    def build(self, node: yaml.Node, path: tuple[PathElem, ...]) -> Any:
-        cached = self._memo.get(id(node))
+    @property
+    def distinct(self) -> int:
+        """Containers and scalars as written in the file (aliases not counted again)."""
+        return len(self._memo) + self.scalars
+
+    def build(self, node: yaml.Node, path: tuple[PathElem, ...]) -> tuple[Any, int]:
+        """(value, expanded node count) of ``node``."""
+        if isinstance(node, yaml.ScalarNode):
+            self.scalars += 1
+            tag = node.tag
+            if tag == _STR:
+                return node.value, 1
+            if tag == _INT:
+                return _SCALAR_CONSTRUCTOR.construct_yaml_int(node), 1
+            return _SCALAR_CONSTRUCTOR.construct_object(node, deep=True), 1
+        key = id(node)
+        cached = self._memo.get(key)
         if cached is not None:
             return cached
-        if isinstance(node, yaml.ScalarNode):
-            value = _SCALAR_CONSTRUCTOR.construct_object(node, deep=True)
-        elif isinstance(node, yaml.SequenceNode):
-            value = [self.build(child, (*path, i)) for i, child in enumerate(node.value)]
-        elif isinstance(node, yaml.MappingNode):
-            value = self._mapping(node, path)
-        else:  # pragma: no cover - composer yields only these three
-            raise TypeError(node)
-        if not isinstance(node, yaml.ScalarNode):
-            self._memo[id(node)] = value
-        return value
+        if key in self._in_progress:
+            raise _RecursiveAlias(node)
+        self._in_progress.add(key)
+        if isinstance(node, yaml.SequenceNode):
+            value: Any = []
+            size = 1
+            for i, child in enumerate(node.value):
+                v, n = self.build(child, (*path, i))
+                value.append(v)
+                size += n
+        else:
+            value, size = self._mapping(node, path)  # type: ignore[arg-type]
+        self._in_progress.discard(key)
+        self._memo[key] = (value, size)
+        return value, size
 
-    def _mapping(self, node: yaml.MappingNode, path: tuple[PathElem, ...]) -> dict[Any, Any]:
+    def _mapping(self, node: yaml.MappingNode, path: tuple[PathElem, ...]) -> tuple[dict[Any, Any], int]:
         result: dict[Any, Any] = {}
         first_seen: dict[Any, yaml.Node] = {}
-        pairs = list(node.value)
+        size = 1
         merged: list[tuple[yaml.Node, yaml.Node]] = []
-        for key_node, value_node in pairs:
-            if key_node.tag == "tag:yaml.org,2002:merge":
+        for key_node, value_node in node.value:
+            if key_node.tag == _MERGE:
                 sources = value_node.value if isinstance(value_node, yaml.SequenceNode) else [value_node]
                 for src in sources:
                     if isinstance(src, yaml.MappingNode):
                         merged.extend(src.value)
                     else:
                         self.error(src, path, "a merge key (<<) must refer to a mapping")
-        for key_node, value_node in pairs:
-            if key_node.tag == "tag:yaml.org,2002:merge":
                 continue
             if not isinstance(key_node, yaml.ScalarNode):
                 self.error(key_node, path, "a mapping key must be a plain string, not a list or mapping")
                 continue
-            key = _SCALAR_CONSTRUCTOR.construct_object(key_node)
-            if not isinstance(key, str):
-                key = key_node.value
+            key = key_node.value
             if key in first_seen:
                 first = first_seen[key]
                 self.error(
@@ -145,45 +175,14 @@ class _Builder:
                 )
                 continue
             first_seen[key] = key_node
-            result[key] = self.build(value_node, (*path, key))
+            result[key], n = self.build(value_node, (*path, key))
+            size += n + 1
         for key_node, value_node in merged:  # explicit keys win over merged ones
             key = key_node.value if isinstance(key_node, yaml.ScalarNode) else None
             if key is not None and key not in result:
-                result[key] = self.build(value_node, (*path, key))
-        return result
-
-
-def _expanded_size(root: yaml.Node) -> tuple[int, int, yaml.Node | None]:
-    """(expanded node count, distinct node count, a node that refers to itself or None).
-
-    Memoised per node, so a billion-laughs graph is measured in time linear in its distinct nodes.
-    """
-    sizes: dict[int, int] = {}
-    in_progress: set[int] = set()
-    recursive: list[yaml.Node] = []
-
-    def size(node: yaml.Node) -> int:
-        key = id(node)
-        if key in sizes:
-            return sizes[key]
-        if key in in_progress:
-            recursive.append(node)
-            return 0
-        in_progress.add(key)
-        total = 1
-        if isinstance(node, yaml.SequenceNode):
-            for child in node.value:
-                total += size(child)
-        elif isinstance(node, yaml.MappingNode):
-            for k, v in node.value:
-                total += size(k) + size(v)
-        in_progress.discard(key)
-        sizes[key] = total
-        return total
-
-    # an explicit stack would avoid recursion limits; the composer already bounds nesting depth
-    total = size(root)
-    return total, len(sizes), recursive[0] if recursive else None
+                result[key], n = self.build(value_node, (*path, key))
+                size += n + 1
+        return result, size
 
 
 def _decode(raw: bytes, name: str) -> tuple[str | None, Diagnostic | None]:
@@ -225,18 +224,21 @@ def parse_yaml(raw: bytes, name: str) -> tuple[YamlDocument | None, list[Diagnos
     if root is None:
         return None, [Diagnostic(Location(name, 1, 1), "", "file is empty",
                                  "write the inventory (see docs/inventory.md) or delete the file")]
-    total, distinct, recursive = _expanded_size(root)
-    if recursive is not None:
-        m = recursive.start_mark
+    builder = _Builder(name)
+    try:
+        data, total = builder.build(root, ())
+    except _RecursiveAlias as exc:
+        m = exc.node.start_mark
         return None, [Diagnostic(Location(name, m.line + 1, m.column + 1), "", "an alias refers to itself (recursive anchor)",
                                  "anchors (&x) may be reused (*x) but not inside themselves")]
-    budget = max(MIN_EXPANSION_BUDGET, EXPANSION_FACTOR * distinct)
+    except RecursionError:
+        return None, [Diagnostic(Location(name, 1, 1), "", "the document nests too deeply",
+                                 "inventories need only a few levels of nesting")]
+    budget = max(MIN_EXPANSION_BUDGET, EXPANSION_FACTOR * builder.distinct)
     if total > budget:
         return None, [Diagnostic(Location(name, 1, 1), "",
-                                 f"aliases expand to {total:,} nodes from {distinct:,} written (limit {budget:,}): "
+                                 f"aliases expand to {total:,} nodes from {builder.distinct:,} written (limit {budget:,}): "
                                  "refusing a possible YAML bomb",
                                  "write the data out instead of nesting anchors (&x) and aliases (*x)")]
-    builder = _Builder(name)
-    data = builder.build(root, ())
     doc = YamlDocument(name=name, data=data, root=root, raw=raw)
     return doc, builder.diagnostics

@@ -1,13 +1,17 @@
 """The wave planner: a pure function from a validated inventory to a migration plan.
 
-Greedy first-fit over the dependency components in topological order: each component goes to the
-earliest wave that is not before any of its dependencies, still has room, and whose shared
-maintenance window stays at least ``min_window_minutes`` long with the component in it. Masks are
-interned so that compatibility checks are dictionary look-ups on small ints.
+List scheduling over the dependency components (a cycle is one component): waves are filled one
+at a time. A wave starts from the window pattern with the most systems ready to move (all their
+dependencies already placed), then keeps taking ready components whose window still shares at
+least ``min_window_minutes`` with the wave's, longest remaining dependency chain first and
+same-window components before ones that would narrow the wave's window. Placing a component can
+make its dependents ready for the same wave (``wave(dep) <= wave(system)``). Masks are interned so
+that compatibility checks are dictionary look-ups on small ints.
 """
 
 from __future__ import annotations
 
+import heapq
 import math
 from dataclasses import dataclass, field
 
@@ -92,35 +96,7 @@ def plan_waves(inventory: Inventory, options: PlanOptions = PlanOptions()) -> Pl
     masks = _Masks(options.min_window_minutes)
     comp_mask = _component_masks(inventory, components, masks)
 
-    waves: list[_WaveBuilder] = []
-    wave_of_comp: list[int] = [0] * len(components)
-    cursor: dict[int, int] = {}  # per mask id: waves before this index are full or window-incompatible for it
-    for comp in components:
-        cm = comp_mask[comp.index]
-        size = len(comp.members)
-        earliest = max((wave_of_comp[d] for d in comp.depends_on), default=0)
-        start = max(earliest, cursor.get(cm, 0))
-        chosen = -1
-        for w in range(start, len(waves)):
-            wave = waves[w]
-            room = options.max_per_wave - len(wave.members)
-            met = masks.meet(wave.mask_id, cm)
-            if (room <= 0 or met < 0 or wave.oversized) and w == cursor.get(cm, 0):
-                cursor[cm] = w + 1  # permanently unusable for this window pattern
-            if wave.oversized or room < size or met < 0:
-                continue
-            chosen = w
-            wave.mask_id = met
-            break
-        if chosen < 0:
-            chosen = len(waves)
-            waves.append(_WaveBuilder(cm))
-            if size > options.max_per_wave:
-                waves[chosen].oversized = (f"holds a dependency cycle of {size} systems, more than --max-per-wave "
-                                           f"{options.max_per_wave}: {comp.label}")
-        waves[chosen].members.extend(comp.members)
-        wave_of_comp[comp.index] = chosen
-
+    waves = _fill_waves(components, comp_mask, masks, options)
     plan_waves_: list[Wave] = []
     for i, wb in enumerate(waves):
         window = representative_window(masks.masks[wb.mask_id])
@@ -130,6 +106,80 @@ def plan_waves(inventory: Inventory, options: PlanOptions = PlanOptions()) -> Pl
     plan = Plan(options.name, inventory.digest, options.max_per_wave, tuple(plan_waves_))
     bound = lower_bound(components, comp_mask, masks, options)
     return PlanResult(plan, bound, tuple(n for w in plan_waves_ for n in w.notes))
+
+
+def _heights(components: list[Component]) -> list[int]:
+    """Longest chain of dependents below each component (critical path first keeps waves few)."""
+    height = [1] * len(components)
+    for comp in reversed(components):
+        for d in comp.depends_on:
+            height[d] = max(height[d], height[comp.index] + 1)
+    return height
+
+
+def _fill_waves(components: list[Component], comp_mask: list[int], masks: _Masks, options: PlanOptions) -> list[_WaveBuilder]:
+    height = _heights(components)
+    dependents: list[list[int]] = [[] for _ in components]
+    missing = [len(c.depends_on) for c in components]
+    for comp in components:
+        for d in comp.depends_on:
+            dependents[d].append(comp.index)
+    ready: dict[int, list[tuple[int, int, int]]] = {}  # mask id -> heap of (-height, -size, index)
+    ready_size: dict[int, int] = {}
+
+    def make_ready(i: int) -> None:
+        m = comp_mask[i]
+        heapq.heappush(ready.setdefault(m, []), (-height[i], -len(components[i].members), i))
+        ready_size[m] = ready_size.get(m, 0) + len(components[i].members)
+
+    for comp in components:
+        if missing[comp.index] == 0:
+            make_ready(comp.index)
+    waves: list[_WaveBuilder] = []
+    placed = 0
+    while placed < len(components):
+        seed = max((m for m in ready if ready[m]), key=lambda m: (ready_size[m], -ready[m][0][0], -m))
+        wave = _WaveBuilder(seed)
+        waves.append(wave)
+        deferred: list[tuple[int, tuple[int, int, int]]] = []
+        while True:
+            room = options.max_per_wave - len(wave.members)
+            best: tuple[tuple[int, int, int, int], int, int] | None = None
+            for m, heap in ready.items():
+                if not heap:
+                    continue
+                met = masks.meet(wave.mask_id, m)
+                if met < 0:
+                    continue
+                rank = (0 if met == wave.mask_id else 1, *heap[0])
+                if best is None or rank < best[0]:
+                    best = (rank, m, met)
+            if best is None:
+                break
+            _, m, met = best
+            item = heapq.heappop(ready[m])
+            i = item[2]
+            size = len(components[i].members)
+            if wave.members and size > room:
+                deferred.append((m, item))  # does not fit this wave; stays ready for the next
+                continue
+            ready_size[m] -= size
+            wave.members.extend(components[i].members)
+            wave.mask_id = met
+            placed += 1
+            for j in dependents[i]:
+                missing[j] -= 1
+                if missing[j] == 0:
+                    make_ready(j)
+            if size > options.max_per_wave:
+                wave.oversized = (f"holds a dependency cycle of {size} systems, more than --max-per-wave "
+                                  f"{options.max_per_wave}: {components[i].label}")
+                break
+            if len(wave.members) >= options.max_per_wave:
+                break
+        for m, item in deferred:
+            heapq.heappush(ready[m], item)
+    return waves
 
 
 def _component_masks(inventory: Inventory, components: list[Component], masks: _Masks) -> list[int]:

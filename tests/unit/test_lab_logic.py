@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from ipaddress import IPv4Address
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -12,7 +13,7 @@ from devcloud.lab.legacy import generate_data, legacy_hosts
 from devcloud.lab.reconcile import ServerInfo, desired_hosts, diff, host_key, hostname_of
 from devcloud.lab.state import HostSpec, LabState
 
-MACHINE_ROUTES = [
+MACHINE_ROUTES: list[dict[str, Any]] = [
     {"type": "unicast", "dst": "default", "gateway": "192.0.2.1", "dev": "eth0"},
     {"type": "unicast", "dst": "192.0.2.0/24", "dev": "eth0"},
     {"type": "local", "dst": "192.0.2.2", "dev": "eth0", "table": "local"},
@@ -24,7 +25,7 @@ def test_this_machine_kind_is_clear() -> None:
 
 
 def test_own_routes_and_links_do_not_count() -> None:
-    ours = [
+    ours: list[dict[str, Any]] = [
         {"type": "unreachable", "dst": "10.240.0.0/13", "metric": 4000},
         {"type": "unicast", "dst": "10.240.0.0/13", "gateway": "10.240.0.1", "dev": "gcl-ctl"},
     ]
@@ -38,7 +39,7 @@ def test_own_routes_and_links_do_not_count() -> None:
         {"type": "unicast", "dst": "10.244.7.0/24", "dev": "br0"},  # inside it
     ],
 )
-def test_overlapping_route_is_refused(route: dict) -> None:
+def test_overlapping_route_is_refused(route: dict[str, Any]) -> None:
     problems = net.overlap_problems([*MACHINE_ROUTES, route], [])
     assert problems and route["dst"] in problems[0]
 
@@ -162,7 +163,7 @@ def test_state_roundtrip() -> None:
     assert LabState.from_json(st.to_json()) == st
 
 
-def _inv(hosts: list[dict]) -> list[dict]:
+def _inv(hosts: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [{"version": 1, "department": {"id": "d", "name": "D"}, "systems": [{"id": "s1", "hosts": hosts}]}]
 
 
