@@ -47,7 +47,7 @@ def check_topology(doc: YamlDocument) -> list[Diagnostic]:
         f.error(doc, ("regions", backups[1], "role"), f"at most one region may have role 'backup', found {len(backups)}",
                 "govcloud fails over to a single backup region")
     site_owner: dict[str, str] = {}
-    zones: dict[str, tuple[str, str]] = {}
+    zones: dict[tuple[str, str], tuple[str, str]] = {}
     for rname, region in regions.items():
         for sname, site in region["sites"].items():
             if sname in regions:
@@ -113,7 +113,7 @@ class _Defined:
 
 
 def check_departments(topology: YamlDocument | None, departments: list[YamlDocument],
-                      defined_elsewhere: set[str] = frozenset()) -> list[Diagnostic]:  # type: ignore[assignment]
+                      defined_elsewhere: frozenset[str] | set[str] = frozenset()) -> list[Diagnostic]:
     """References between systems, global uniqueness, and whether each placement can ever fit.
 
     ``defined_elsewhere`` holds ids from files that failed their schema check: references to them
