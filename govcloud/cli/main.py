@@ -33,8 +33,8 @@ class GovcloudGroup(click.Group):
         debug = "--debug" in (argv or [])
         try:
             rv = super().main(*args, **kwargs)
-        except click.exceptions.Abort:
-            click.echo("aborted", err=True)
+        except click.exceptions.Abort:  # click's wrapping of Ctrl-C / EOF at a prompt
+            click.echo("interrupted", err=True)
             sys.exit(ExitCode.INTERRUPTED)
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)

@@ -114,3 +114,30 @@ def test_root_is_found_from_a_subdirectory(project: Path, run_cli, monkeypatch: 
     monkeypatch.chdir(sub)
     r = run_cli("validate")
     assert r.exit_code == 0, r.stderr
+
+
+def test_internal_error_has_no_traceback_unless_debug(project: Path, run_cli, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    """Fault injection (a bug cannot be produced on demand): the boundary hides the traceback."""
+    import govcloud.inventory
+
+    def boom(root: Path) -> None:
+        raise RuntimeError("simulated bug")
+
+    monkeypatch.setattr(govcloud.inventory, "validate_inventory", boom)
+    plain = run_cli("--root", str(project), "validate")
+    assert plain.exit_code == 1
+    assert "internal error: RuntimeError: simulated bug" in plain.stderr and "Traceback" not in plain.stderr
+    debug = run_cli("--root", str(project), "--debug", "validate")
+    assert debug.exit_code == 1 and "Traceback" in debug.stderr
+
+
+def test_interrupt_exits_130(project: Path, run_cli, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    """Fault injection: Ctrl-C during a command."""
+    import govcloud.inventory
+
+    def interrupted(root: Path) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(govcloud.inventory, "validate_inventory", interrupted)
+    r = run_cli("--root", str(project), "validate")
+    assert r.exit_code == 130 and "interrupted" in r.stderr
