@@ -128,6 +128,8 @@ class ProcessRegistry:
     def stop_many(self, names: Sequence[str], timeout: float = 30.0) -> None:
         """TERM all of ``names`` at once, wait up to ``timeout`` for all, KILL the rest; forget them."""
         pids = {n: self.pid(n) for n in names}
+        # descendants that left the group (setsid: Erlang's erl_child_setup, inet_gethost) go down too
+        strays = {d: _starttime(d) for p in pids.values() if p is not None for d in _descendants(p)}
         for pid in pids.values():
             if pid is not None:
                 _signal_group(pid, signal.SIGTERM)
@@ -140,6 +142,16 @@ class ProcessRegistry:
             if pid is not None and _starttime(pid) is not None:
                 _signal_group(pid, signal.SIGKILL)
             self._pidfile(n).unlink(missing_ok=True)
+        # strays normally exit with their parent; give them a moment, then KILL (same starttime = same process)
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and any(_starttime(d) == st and not _is_zombie(d) for d, st in strays.items()):
+            time.sleep(0.1)
+        for d, st in strays.items():
+            if st is not None and _starttime(d) == st and not _is_zombie(d):
+                try:
+                    os.kill(d, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
 
     def stop_all(self, prefix: str = "", timeout: float = 30.0) -> list[str]:
         """Stop every recorded process whose name starts with ``prefix``; returns the names."""
@@ -147,6 +159,24 @@ class ProcessRegistry:
         for n in reversed(names):
             self.stop(n, timeout)
         return names
+
+
+def _descendants(pid: int) -> set[int]:
+    """All live descendants of ``pid`` (via /proc/<pid>/task/*/children)."""
+    out: set[int] = set()
+    todo = [pid]
+    while todo:
+        p = todo.pop()
+        for task in Path(f"/proc/{p}/task").glob("*"):
+            try:
+                kids = [int(c) for c in (task / "children").read_text().split()]
+            except OSError:
+                continue
+            for k in kids:
+                if k not in out:
+                    out.add(k)
+                    todo.append(k)
+    return out
 
 
 def _is_zombie(pid: int) -> bool:

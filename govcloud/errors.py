@@ -110,3 +110,40 @@ class CapacityError(PlanError):
 
 class RuntimeFailure(GovcloudError):
     """Something outside govcloud (an API, a host, a tool) failed; evidence is kept in the message."""
+
+
+class OpenStackError(RuntimeFailure):
+    """An OpenStack API call failed; keeps the request id, URL, region and the object being made."""
+
+    def __init__(self, message: str, *, hint: str = "", request_id: str = "", url: str = "", region: str = "",
+                 resource: str = "", status: int | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.request_id = request_id
+        self.url = url
+        self.region = region
+        self.resource = resource
+        self.status = status
+
+
+class ProvisionError(RuntimeFailure):
+    """Applying a landing-zone plan failed part-way; lists every failed step with its evidence."""
+
+    def __init__(self, message: str, *, hint: str = "", failures: tuple[str, ...] = ()) -> None:
+        super().__init__(message, hint=hint)
+        self.failures = failures
+
+    def render(self) -> str:
+        return "\n".join([*(f"error: {f}" for f in self.failures), super().render()])
+
+
+class PlanDriftError(InvalidInputError):
+    """A saved provision plan no longer matches the cloud (or it needs --prune); nothing was changed."""
+
+
+class AnsibleError(RuntimeFailure):
+    """An Ansible run failed; keeps the run id, the failed hosts and their failed tasks."""
+
+    def __init__(self, message: str, *, hint: str = "", run_id: str = "", failed: tuple[str, ...] = ()) -> None:
+        super().__init__(message, hint=hint)
+        self.run_id = run_id
+        self.failed = failed

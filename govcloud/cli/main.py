@@ -76,11 +76,15 @@ def cli(ctx: click.Context, root: Path | None, output: str, debug: bool, verbose
 
 
 def _register() -> None:
+    from govcloud.cli.hosts import hosts
     from govcloud.cli.plan import plan
+    from govcloud.cli.provision import provision
     from govcloud.cli.validate import validate
 
     cli.add_command(validate)
     cli.add_command(plan)
+    cli.add_command(provision)
+    cli.add_command(hosts)
 
 
 _register()

@@ -15,6 +15,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -121,6 +122,20 @@ def test_cut_and_restore_a_datacentre(lab: Lab) -> None:
     wait_ssh(lab, "gz-a-h1")
 
 
+def test_partition_breaks_one_path_only(lab: Lab) -> None:
+    r = _devcloud("partition", "gz-a", "st-a")
+    assert r.returncode == 0, r.stderr
+    try:
+        m = _matrix(lab)
+        assert not m["gz-a->st-a"] and not m["st-a->gz-a"], m
+        assert m["gz-a->gz-b"] and m["gz-b->gz-a"] and m["gz-b->st-a"] and m["st-a->gz-b"], m
+        assert m["controller->gz-a"], m  # not an outage: the controller still sees both sides
+    finally:
+        r = _devcloud("heal")
+    assert r.returncode == 0, r.stderr
+    assert all(_matrix(lab).values())
+
+
 @pytest.fixture(scope="module")
 def legacy(lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> list[str]:
     inv = tmp_path_factory.mktemp("inventory")
@@ -194,9 +209,10 @@ def test_rsync_from_legacy_host_to_site_host(lab: Lab, legacy: list[str]) -> Non
 def test_nova_server_becomes_a_lab_host(lab: Lab, tmp_path: Path) -> None:
     paths = DevcloudPaths.from_env()
     require(cloud_available(paths), f"devcloud OpenStack not up (no {paths.clouds_yaml} or Keystone not answering)")
-    from devcloud.lab.reconcile import connect, reconcile
+    from devcloud.lab.reconcile import connect, reconcile, wait_for_hosts
 
     conn = connect("gz", paths.clouds_yaml)
+    _remove_leftovers(conn)
     pub = ssh_keygen(tmp_path / "id_ed25519", "lab-reconcile-test")
     name = f"lab-reconcile-{os.getpid()}"
     made: list[tuple[str, object]] = []
@@ -236,6 +252,7 @@ def test_nova_server_becomes_a_lab_host(lab: Lab, tmp_path: Path) -> None:
         # reachable from the other sites' hosts too
         assert tcp_reachable(fixed, 22, from_pid=_pid(lab, "st-a-h1"))
         assert reconcile(lab).created == []  # idempotent
+        assert [x.key for x in wait_for_hosts(lab, [srv.id], timeout=10)] == [key]
         print(f"reconcile created the host in {t_reconcile:.2f}s")
         conn.compute.delete_server(srv)
         conn.compute.wait_for_delete(srv, wait=120)
@@ -244,18 +261,41 @@ def test_nova_server_becomes_a_lab_host(lab: Lab, tmp_path: Path) -> None:
         assert key in res.removed
         assert key not in {x.key for x in lab.hosts()} and net.host_ns(key) not in net.netns_list()
         assert fixed not in lab.known_hosts.read_text()
-    finally:
+    finally:  # best effort: a cleanup error must not hide the test's own failure
         for kind, obj in reversed(made):
-            if kind == "server":
-                conn.compute.delete_server(obj, ignore_missing=True)
-                conn.compute.wait_for_delete(obj, wait=120)
-            elif kind == "port":
-                conn.network.delete_port(obj, ignore_missing=True)
-            elif kind == "network":
-                conn.network.delete_network(obj, ignore_missing=True)
-            elif kind == "keypair":
-                conn.compute.delete_keypair(obj, ignore_missing=True)
-        reconcile(lab)
+            try:
+                if kind == "server":
+                    conn.compute.delete_server(obj, ignore_missing=True)
+                    conn.compute.wait_for_delete(obj, wait=120)
+                elif kind == "port":
+                    conn.network.delete_port(obj, ignore_missing=True)
+                elif kind == "network":
+                    conn.network.delete_network(obj, ignore_missing=True)
+                elif kind == "keypair":
+                    conn.compute.delete_keypair(obj, ignore_missing=True)
+            except Exception as e:  # noqa: BLE001
+                print(f"cleanup of {kind} failed: {e}")
+        try:
+            reconcile(lab)
+        except Exception as e:  # noqa: BLE001
+            print(f"final reconcile failed: {e}")
+
+
+def _remove_leftovers(conn: object) -> None:
+    """Servers/ports/networks/keypairs of an earlier run that died before its cleanup."""
+    c: Any = conn
+    for srv in c.compute.servers(name="^lab-reconcile-"):
+        c.compute.delete_server(srv, ignore_missing=True)
+        c.compute.wait_for_delete(srv, wait=120)
+    for port in c.network.ports():
+        if str(port.name).startswith("lab-reconcile-"):
+            c.network.delete_port(port, ignore_missing=True)
+    for nw in c.network.networks():
+        if str(nw.name).startswith("lab-reconcile-"):
+            c.network.delete_network(nw, ignore_missing=True)
+    for kp in c.compute.keypairs():
+        if str(kp.name).startswith("lab-reconcile-"):
+            c.compute.delete_keypair(kp, ignore_missing=True)
 
 
 def test_down_leaves_nothing_behind_even_after_a_crash(lab: Lab, legacy: list[str]) -> None:

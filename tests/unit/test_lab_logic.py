@@ -189,3 +189,13 @@ def test_generated_data_is_deterministic(tmp_path: Path) -> None:
     generate_data(tmp_path / "c", "other", files=3, size=1000)
     a, b, c = ((tmp_path / d / "part-0001.bin").read_bytes() for d in "abc")
     assert a == b != c and len(a) == 1000
+
+
+def test_partition_rules_cover_both_directions_and_neutron_hosts() -> None:
+    hosts = [_ha("a", "gz-a", "10.244.5.10"), _ha("i", "st-a", "10.240.3.11"), _ha("n", "st-a", "10.246.1.5")]
+    rules = net.plan_partition_rules(hosts, [("gz-a", "st-a")])
+    assert rules == {
+        ("gcl-gza", "10.240.3.0/24"), ("gcl-gza", "10.246.1.5/32"),
+        ("gcl-sta", "10.240.1.0/24"), ("gcl-sta", "10.244.5.10/32"),
+    }
+    assert net.plan_partition_rules(hosts, []) == set()

@@ -1,0 +1,5 @@
+"""``python -m devcloud ...``"""
+
+from devcloud.cli import main
+
+main()

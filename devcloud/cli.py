@@ -1,0 +1,105 @@
+"""``devcloud install|up|down|status`` (+ ``devcloud lab ...`` when the lab is present). Thin: logic lives in cloud/."""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+from devcloud.errors import DevcloudError
+from devcloud.paths import DevcloudPaths
+
+
+def _say(msg: str) -> None:
+    click.echo(msg, err=False)
+
+
+def _run(ctx: click.Context, fn: Callable[[], Any]) -> Any:
+    """Turn DevcloudError (and, without --debug, any error) into a message and exit 1."""
+    try:
+        return fn()
+    except DevcloudError as e:
+        if ctx.obj.get("debug"):
+            raise
+        click.echo(f"devcloud: ERROR: {e}", err=True)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        click.echo("devcloud: interrupted", err=True)
+        sys.exit(130)
+    except Exception as e:  # noqa: BLE001 - the brief: no traceback unless --debug
+        if ctx.obj.get("debug"):
+            raise
+        click.echo(f"devcloud: ERROR: {type(e).__name__}: {e} (rerun with --debug for a traceback)", err=True)
+        sys.exit(1)
+
+
+@click.group()
+@click.option("--debug", is_flag=True, help="Show tracebacks.")
+@click.pass_context
+def main(ctx: click.Context, debug: bool) -> None:
+    """devcloud: a real two-region OpenStack (and a site lab) on this machine, loopback only."""
+    ctx.ensure_object(dict)
+    ctx.obj["debug"] = debug
+    ctx.obj["paths"] = DevcloudPaths.from_env()
+
+
+@main.command()
+@click.pass_context
+def install(ctx: click.Context) -> None:
+    """apt-install MariaDB/RabbitMQ if missing; create the OpenStack venv if missing or outdated."""
+    from devcloud.cloud.install import install as do_install
+
+    secs = _run(ctx, lambda: do_install(ctx.obj["paths"], _say))
+    _say(f"install: done in {secs:.1f}s")
+
+
+@main.command()
+@click.option("--install/--no-install", "do_install", default=True, help="Install missing prerequisites first.")
+@click.option("--no-cache", is_flag=True, help="Run all schema migrations; neither use nor write the snapshot.")
+@click.pass_context
+def up(ctx: click.Context, do_install: bool, no_cache: bool) -> None:
+    """Start a fresh cloud (no-op if it is already up and healthy); print the time to READY."""
+    from devcloud.cloud.stack import up as do_up
+
+    t0 = time.monotonic()
+    started = _run(ctx, lambda: do_up(ctx.obj["paths"], _say, install=do_install, use_cache=not no_cache))
+    if started:
+        _say(f"READY in {time.monotonic() - t0:.1f}s; OS_CLIENT_CONFIG_FILE={ctx.obj['paths'].clouds_yaml} (clouds gz, st, devcloud-admin)")
+    else:
+        _say(f"already READY; OS_CLIENT_CONFIG_FILE={ctx.obj['paths'].clouds_yaml}")
+
+
+@main.command()
+@click.pass_context
+def down(ctx: click.Context) -> None:
+    """Stop exactly the processes `up` recorded."""
+    from devcloud.cloud.stack import down as do_down
+
+    _run(ctx, lambda: do_down(ctx.obj["paths"], _say))
+
+
+@main.command()
+@click.pass_context
+def status(ctx: click.Context) -> None:
+    """Show each service (pid, port, healthy); exit 1 unless the cloud is READY."""
+    from devcloud.cloud.stack import status as do_status
+
+    report = _run(ctx, lambda: do_status(ctx.obj["paths"]))
+    _say(f"{'service':<26} {'pid':>7} {'port':>6} {'RSS MiB':>8}  healthy")
+    for row in report.rows:
+        _say(f"{row.name:<26} {row.pid or '-':>7} {row.port or '-':>6} {row.rss_mib:>8.0f}  {'yes' if row.healthy else 'NO'}")
+    _say(f"{'total':<26} {'':>7} {'':>6} {sum(r.rss_mib for r in report.rows):>8.0f}")
+    _say("READY" if report.ready else f"NOT READY: {report.reason}")
+    if not report.ready:
+        sys.exit(1)
+
+
+try:  # the site lab lives in devcloud/lab (optional until it exists)
+    from devcloud.lab.cli import lab as _lab
+
+    main.add_command(_lab)
+except ImportError:
+    pass

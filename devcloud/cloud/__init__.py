@@ -1,0 +1,1 @@
+"""devcloud's OpenStack control plane: install, up, down, status."""

@@ -1,0 +1,432 @@
+"""The lab as one object: up/down, cut/restore, add/remove hosts, run things in them, connect to them."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import subprocess
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from ipaddress import IPv4Address, IPv4Interface
+from pathlib import Path
+from typing import Any
+
+from devcloud.lab import hosts as H
+from devcloud.lab import net
+from devcloud.lab.state import HostSpec, LabState, StateStore
+from devcloud.paths import DevcloudPaths
+from devcloud.procs import wait_for
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class DownReport:
+    processes: int = 0
+    namespaces: int = 0
+    links: int = 0
+    routes: int = 0
+    control_masters: int = 0
+    guard_kept: bool = False
+
+
+class Lab:
+    """The site lab under ``DevcloudPaths.lab``. Every mutating call holds the state lock."""
+
+    def __init__(self, paths: DevcloudPaths | None = None) -> None:
+        self.paths = paths or DevcloudPaths.from_env()
+        self.files = H.LabFiles(self.paths.lab)
+        self.store = StateStore(self.paths.lab)
+        self.started_here = False  # set by testing.lab_session: this session owns the lab
+
+    # ------------------------------------------------------------ queries
+
+    def state(self) -> LabState:
+        return self.store.load()
+
+    def is_up(self) -> bool:
+        return self.state().up and net.CORE_NS in net.netns_list()
+
+    def hosts(self, *, site: str | None = None, kind: str | None = None) -> list[HostSpec]:
+        return [
+            h
+            for h in self.state().hosts.values()
+            if (site is None or h.site == site) and (kind is None or h.kind == kind)
+        ]
+
+    def host(self, name: str) -> HostSpec:
+        """A host by key, hostname or IP."""
+        for h in self.state().hosts.values():
+            if name in (h.key, h.hostname, h.ip):
+                return h
+        raise net.LabError(f"no lab host {name!r}")
+
+    @property
+    def known_hosts(self) -> Path:
+        return self.files.known_hosts
+
+    @property
+    def controller_key(self) -> Path:
+        return self.files.controller_key
+
+    # ------------------------------------------------------------ lifecycle
+
+    def up(self, hosts_per_site: int = 1) -> list[HostSpec]:
+        """Core, four site routers, guard route, and ``hosts_per_site`` infra hosts per datacentre.
+
+        Idempotent: an existing lab is completed, not rebuilt. Refuses to start when the lab range
+        overlaps the machine's routes or addresses.
+        """
+        with self.store.locked() as st:
+            if net.CORE_NS not in net.netns_list():
+                net.check_machine()
+            net.ensure_guard()
+            net.build_core()
+            for s in net.SITES:
+                net.build_site(s)
+                if s.name in st.cut:
+                    net.set_uplink(s, up=False)
+            st.up = True
+            pub = H.ensure_controller_key(self.files)
+            self.files.control_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+            created = []
+            for sname in net.DATACENTRES:
+                for i in range(1, hosts_per_site + 1):
+                    key = f"{sname}-h{i}"
+                    if key not in st.hosts:
+                        created.append(self._add(st, key, sname, kind="infra", authorized_keys=[pub]))
+            self._remove_orphans(st)
+            self._restart_missing(st)
+            self._apply(st)
+            H.write_known_hosts(self.files, st.hosts.values())
+            return created
+
+    def _remove_orphans(self, st: LabState) -> None:
+        """Host namespaces no state entry knows (the state file was lost in a crash)."""
+        known = {net.host_ns(k) for k in st.hosts}
+        for ns in net.lab_netns():
+            if ns.startswith(f"{net.PREFIX}h-") and ns not in known:
+                log.warning("removing orphan lab namespace %s", ns)
+                H.kill_netns_processes(ns)
+                net.delete_netns(ns)
+
+    def _restart_missing(self, st: LabState) -> None:
+        """After a crash or a reboot of the lab's processes: hosts in the state whose sshd is gone."""
+        reg = self.files.registry()
+        for h in st.hosts.values():
+            if not reg.is_running(f"sshd-{h.key}") or net.host_ns(h.key) not in net.netns_list():
+                h.pid = H.start_host(self.files, h)
+
+    def down(self, *, guard_wait: float = 10.0) -> DownReport:
+        """Remove everything the lab created. Idempotent; works after a crash (names + state file)."""
+        rep = DownReport()
+        with self.store.locked() as st:
+            rep.control_masters = H.close_control_masters(self.files)
+            reg = self.files.registry()
+            recorded = [p for p in (reg.pid(n) for n in reg.names("sshd-")) if p is not None]
+            spaces = set(net.lab_netns()) | {net.host_ns(k) for k in st.hosts}
+            host_spaces = sorted(n for n in spaces if n.startswith(f"{net.PREFIX}h-"))
+            infra_spaces = [n for n in (*(s.router_ns for s in net.SITES), net.CORE_NS) if n in spaces]
+            inside = [p for ns in host_spaces + infra_spaces for p in net.netns_pids(ns)]
+            rep.processes = H.kill_pids([*recorded, *inside])  # recorded sshds + everything in our namespaces
+            present = set(net.netns_list())
+            doomed = [ns for ns in host_spaces + infra_spaces if ns in present]
+            net.delete_netns_many(doomed)
+            rep.namespaces = len(doomed)
+            for dev in net.root_lab_links():  # gone with the core; a crash may leave a half-made one
+                net.ip("link", "del", dev, check=False)
+                rep.links += 1
+            for r in net.root_lab_routes():
+                if r.get("type") == "unreachable":
+                    continue
+                args = ["route", "del", r["dst"]]
+                if r.get("dev"):
+                    args += ["dev", r["dev"]]
+                net.ip(*args, check=False)
+                rep.routes += 1
+            # the guard goes last, once no live socket of ours still points into the lab range
+            try:
+                wait_for(lambda: not _live_lab_sockets(), timeout=guard_wait, interval=0.1, what="lab sockets")
+            except TimeoutError:
+                log.warning("sockets into %s remain; keeping the guard route", net.LAB_NET)
+                rep.guard_kept = True
+            if not rep.guard_kept and net.guard_present():
+                net.remove_guard()
+                rep.routes += 1
+            shutil.rmtree(self.files.hosts, ignore_errors=True)
+            shutil.rmtree(self.files.run, ignore_errors=True)
+            st.hosts.clear()
+            st.cut.clear()
+            st.partitions.clear()
+            st.up = False
+            H.write_known_hosts(self.files, [])
+        return rep
+
+    def cut(self, site: str) -> None:
+        """Datacentre outage: the site's uplink goes down (from the core and controller too)."""
+        s = net.site(site)
+        with self.store.locked() as st:
+            self._require_up(st)
+            net.set_uplink(s, up=False)
+            if site not in st.cut:
+                st.cut.append(site)
+
+    def restore(self, site: str) -> None:
+        s = net.site(site)
+        with self.store.locked() as st:
+            self._require_up(st)
+            net.set_uplink(s, up=True)
+            if site in st.cut:
+                st.cut.remove(site)
+            self._apply(st)
+            # hosts on subnets spanning sites resolve remote peers by proxy ARP: drop the outage's failures
+            for h in st.hosts.values():
+                if IPv4Address(h.ip) not in net.site(h.site).subnet:
+                    net.ip("neigh", "flush", "all", ns=net.host_ns(h.key), check=False)
+            for ns in (net.CORE_NS, *(o.router_ns for o in net.SITES)):
+                net.ip("neigh", "flush", "all", ns=ns, check=False)
+
+    def partition(self, a: str, b: str) -> None:
+        """Break only the path between sites ``a`` and ``b``; both still reach the others."""
+        pair = sorted((net.site(a).name, net.site(b).name))
+        if pair[0] == pair[1]:
+            raise net.LabError("a partition needs two different sites")
+        with self.store.locked() as st:
+            self._require_up(st)
+            if pair not in st.partitions:
+                st.partitions.append(pair)
+            self._apply(st)
+
+    def heal(self, a: str | None = None, b: str | None = None) -> None:
+        """Remove the partition between ``a`` and ``b`` (all partitions without arguments)."""
+        with self.store.locked() as st:
+            self._require_up(st)
+            if a is None or b is None:
+                st.partitions.clear()
+            else:
+                pair = sorted((net.site(a).name, net.site(b).name))
+                st.partitions = [p for p in st.partitions if p != pair]
+            self._apply(st)
+
+    def _require_up(self, st: LabState) -> None:
+        if not st.up or net.CORE_NS not in net.netns_list():
+            raise net.LabError("the lab is not up (run `devcloud lab up`)")
+
+    # ------------------------------------------------------------ hosts
+
+    def add_host(
+        self,
+        key: str,
+        site: str,
+        *,
+        ip: str | None = None,
+        prefixlen: int | None = None,
+        gateway: str | None = None,
+        hostname: str | None = None,
+        kind: str = "infra",
+        authorized_keys: Sequence[str] = (),
+        controller_key: bool = True,
+        meta: dict[str, str] | None = None,
+    ) -> HostSpec:
+        """Create (or return the existing, identical) host. ``ip`` defaults to the next free one
+        in the site subnet; the controller key is authorised unless ``controller_key=False``."""
+        return self.add_hosts(
+            [dict(key=key, site=site, ip=ip, prefixlen=prefixlen, gateway=gateway, hostname=hostname, kind=kind,
+                  authorized_keys=authorized_keys, controller_key=controller_key, meta=meta)]
+        )[0]
+
+    def add_hosts(self, specs: Sequence[dict[str, Any]]) -> list[HostSpec]:
+        """Several :meth:`add_host` calls (same keyword arguments) under one lock, one route and
+        known_hosts update: what ``lab legacy`` uses for hundreds of hosts."""
+        out = []
+        with self.store.locked() as st:
+            self._require_up(st)
+            ctl = H.ensure_controller_key(self.files)
+            try:
+                for spec in specs:
+                    kw = dict(spec)
+                    keys = list(kw.pop("authorized_keys", ()) or ())
+                    if kw.pop("controller_key", True):
+                        keys.insert(0, ctl)
+                    kw.setdefault("kind", "infra")
+                    out.append(self._add(st, kw.pop("key"), kw.pop("site"), authorized_keys=keys, **kw))
+            finally:
+                self._apply(st)
+                H.write_known_hosts(self.files, st.hosts.values())
+        return out
+
+    def remove_host(self, key: str) -> bool:
+        with self.store.locked() as st:
+            gone = self._remove(st, key)
+            self._apply(st)
+            H.write_known_hosts(self.files, st.hosts.values())
+            return gone
+
+    def _remove(self, st: LabState, key: str) -> bool:
+        H.stop_host(self.files, key)
+        return st.hosts.pop(key, None) is not None
+
+    def _add(
+        self,
+        st: LabState,
+        key: str,
+        site_name: str,
+        *,
+        ip: str | None = None,
+        prefixlen: int | None = None,
+        gateway: str | None = None,
+        hostname: str | None = None,
+        kind: str,
+        authorized_keys: Sequence[str],
+        meta: dict[str, str] | None = None,
+    ) -> HostSpec:
+        net.check_key(key)
+        s = net.site(site_name)
+        if ip is None:
+            ip = str(_next_free(s, {h.ip for h in st.hosts.values()}))
+        addr = IPv4Address(ip)
+        if prefixlen is None:
+            if addr not in s.subnet:
+                raise net.LabError(f"{ip}: give prefixlen and gateway for addresses outside {s.subnet}")
+            prefixlen = s.subnet.prefixlen
+        if gateway is None:
+            gateway = str(s.gateway.ip) if addr in s.subnet else str(IPv4Interface(f"{ip}/{prefixlen}").network.network_address + 1)
+        net.validate_host_address(s, addr, prefixlen, IPv4Address(gateway))
+        spec = HostSpec(
+            key=key, hostname=hostname or key, site=s.name, ip=str(addr), prefixlen=prefixlen, gateway=gateway,
+            kind=kind, authorized_keys=list(dict.fromkeys(k.strip() for k in authorized_keys if k.strip())),
+            meta=dict(meta or {}),
+        )
+        old = st.hosts.get(key)
+        if old is not None and old.same_shape(spec) and self.files.registry().is_running(f"sshd-{key}"):
+            return old
+        if old is not None:
+            self._remove(st, key)
+        clash = [h.key for h in st.hosts.values() if h.ip == spec.ip]
+        if clash:
+            raise net.LabError(f"{spec.ip} is already lab host {clash[0]}")
+        st.hosts[key] = spec  # recorded before the side effect: a crash leaves it removable
+        spec.pid = H.start_host(self.files, spec)
+        return spec
+
+    def _apply(self, st: LabState) -> None:
+        """Dynamic network state from the lab state: host routes, bridge gateways, partition rules."""
+        addrs = self._addrs(st)
+        net.apply_plan(net.plan_routes(addrs), st.cut)
+        net.apply_partition_rules(net.plan_partition_rules(addrs, [(a, b) for a, b in st.partitions]))
+
+    @staticmethod
+    def _addrs(st: LabState) -> list[net.HostAddr]:
+        return [
+            net.HostAddr(h.key, h.site, IPv4Address(h.ip), h.prefixlen, IPv4Address(h.gateway))
+            for h in st.hosts.values()
+        ]
+
+    # ------------------------------------------------------------ using hosts
+
+    def exec(self, name: str, argv: Sequence[str], *, input: str | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        """Run ``argv`` inside a host (nsenter into its sshd's namespaces), no ssh involved."""
+        h = self.host(name)
+        pid = self.files.registry().pid(f"sshd-{h.key}")
+        if pid is None:
+            raise net.LabError(f"lab host {h.key} is not running")
+        return H.exec_in(pid, argv, input=input, timeout=timeout)
+
+    def ssh_options(self, known_hosts: Path | None = None) -> list[str]:
+        """OpenSSH options for strict host-key checking against the lab's known_hosts."""
+        return [
+            "-o", "StrictHostKeyChecking=yes",
+            "-o", f"UserKnownHostsFile={known_hosts or self.known_hosts}",
+            "-o", "GlobalKnownHostsFile=/dev/null",
+            "-o", "BatchMode=yes",
+            "-o", "IdentitiesOnly=yes",
+            "-o", "ConnectTimeout=5",
+        ]
+
+    def ssh_argv(self, name: str, command: str | None = None, *, key: Path | None = None, user: str = "root") -> list[str]:
+        h = self.host(name)
+        argv = ["ssh", "-i", str(key or self.controller_key), *self.ssh_options(), f"{user}@{h.ip}"]
+        return argv + ([command] if command is not None else [])
+
+    def ssh(self, name: str, command: str, *, key: Path | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(self.ssh_argv(name, command, key=key), capture_output=True, text=True, timeout=timeout, check=False)
+
+    def paramiko_client(self, name: str, *, key: Path | None = None, known_hosts: Path | None = None, timeout: float = 5) -> Any:
+        """A connected paramiko SSHClient with ``RejectPolicy`` and only the lab's known_hosts."""
+        import paramiko
+
+        h = self.host(name)
+        c = paramiko.SSHClient()
+        c.load_host_keys(str(known_hosts or self.known_hosts))
+        c.set_missing_host_key_policy(paramiko.RejectPolicy())
+        c.connect(
+            h.ip, 22, username="root", key_filename=str(key or self.controller_key),
+            look_for_keys=False, allow_agent=False, timeout=timeout, banner_timeout=timeout, auth_timeout=timeout,
+        )
+        return c
+
+    def status(self) -> dict[str, Any]:
+        st = self.state()
+        reg = self.files.registry()
+        spaces = set(net.netns_list())
+        sites = {}
+        for s in net.SITES:
+            sites[s.name] = {
+                "subnet": str(s.subnet),
+                "router": s.router_ns,
+                "present": s.router_ns in spaces,
+                "cut": s.name in st.cut,
+            }
+        return {
+            "up": st.up and net.CORE_NS in spaces,
+            "lab_range": str(net.LAB_NET),
+            "guard_route": net.guard_present(),
+            "known_hosts": str(self.known_hosts),
+            "controller_key": str(self.controller_key),
+            "control_dir": str(self.files.control_dir),
+            "sites": sites,
+            "partitions": [f"{a}/{b}" for a, b in st.partitions],
+            "hosts": [
+                {
+                    "key": h.key, "hostname": h.hostname, "site": h.site, "ip": h.ip, "prefixlen": h.prefixlen,
+                    "kind": h.kind, "running": reg.is_running(f"sshd-{h.key}"), **h.meta,
+                }
+                for h in sorted(st.hosts.values(), key=lambda x: (x.site, x.key))
+            ],
+        }
+
+
+def _next_free(s: net.Site, used: Iterable[str]) -> IPv4Address:
+    taken = set(used)
+    for i, a in enumerate(s.subnet.hosts()):
+        if i < 10:  # .1 is the router; .2-.10 kept for fixed infrastructure
+            continue
+        if str(a) not in taken:
+            return a
+    raise net.LabError(f"site {s.name} has no free address")
+
+
+def _live_lab_sockets() -> list[str]:
+    """Non-TIME-WAIT TCP sockets in the root namespace whose peer is in the lab range."""
+    out = subprocess.run(
+        ["ss", "-tanH", "exclude", "time-wait", "dst", str(net.LAB_NET)], capture_output=True, text=True, check=False
+    ).stdout
+    return [ln for ln in out.splitlines() if ln.strip()]
+
+
+def tcp_reachable(ip: str, port: int = 22, timeout: float = 2.0, *, from_pid: int | None = None) -> bool:
+    """Can a TCP connection to ip:port be opened (from the controller, or from inside a host)?"""
+    if from_pid is None:
+        import socket
+
+        try:
+            with socket.create_connection((ip, port), timeout=timeout):
+                return True
+        except OSError:
+            return False
+    code = f"import socket; socket.create_connection(({ip!r}, {port}), timeout={timeout}).close()"
+    r = H.exec_in(from_pid, ["/usr/bin/python3", "-c", code], timeout=timeout + 10)
+    return r.returncode == 0
+
+
+__all__ = ["Lab", "DownReport", "tcp_reachable"]

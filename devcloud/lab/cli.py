@@ -1,0 +1,212 @@
+"""``devcloud lab up|down|cut|restore|legacy|reconcile|status|exec|ssh-config`` (thin; logic in the modules)."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from devcloud.errors import DevcloudError
+from devcloud.lab import net
+from devcloud.lab.api import Lab
+from devcloud.paths import DevcloudPaths
+
+T = TypeVar("T")
+
+
+def _lab(ctx: click.Context) -> Lab:
+    obj = ctx.obj if isinstance(ctx.obj, dict) else {}
+    return Lab(obj.get("paths") or DevcloudPaths.from_env())
+
+
+def _do(ctx: click.Context, fn: Callable[[], T]) -> T:
+    """DevcloudError -> one clear line and exit 1 (traceback only with the parent's --debug)."""
+    try:
+        return fn()
+    except DevcloudError as e:
+        if isinstance(ctx.obj, dict) and ctx.obj.get("debug"):
+            raise
+        click.echo(f"devcloud lab: ERROR: {e}", err=True)
+        sys.exit(1)
+
+
+@click.group()
+@click.pass_context
+def lab(ctx: click.Context) -> None:
+    """Network-namespace datacentres gz-a, gz-b, st-a and the legacy machine rooms, with SSH hosts."""
+    ctx.ensure_object(dict)
+
+
+@lab.command()
+@click.option("--hosts-per-site", default=1, show_default=True, help="Infra hosts in each of gz-a, gz-b, st-a.")
+@click.option("--install/--no-install", "do_install", default=True, help="apt-install missing packages first.")
+@click.pass_context
+def up(ctx: click.Context, hosts_per_site: int, do_install: bool) -> None:
+    """Create (or complete) the lab: core, site routers, guard route, infra hosts."""
+    t0 = time.monotonic()
+    if do_install:
+        from devcloud.lab.install import ensure_packages
+
+        installed = ensure_packages()
+        if installed:
+            click.echo(f"installed: {' '.join(installed)}")
+    lb = _lab(ctx)
+    _do(ctx, lambda: lb.up(hosts_per_site))
+    st = lb.status()
+    click.echo(f"lab up in {time.monotonic() - t0:.2f}s: {len(st['hosts'])} hosts, known_hosts {st['known_hosts']}")
+    for h in st["hosts"]:
+        click.echo(f"  {h['site']:<7} {h['hostname']:<28} {h['ip']:<15} {h['kind']}")
+
+
+@lab.command()
+@click.pass_context
+def down(ctx: click.Context) -> None:
+    """Remove every process, namespace, link and route of the lab (idempotent, crash-safe)."""
+    rep = _do(ctx, lambda: _lab(ctx).down())
+    click.echo(
+        f"lab down: {rep.processes} processes, {rep.namespaces} namespaces, {rep.links} root links, "
+        f"{rep.routes} routes, {rep.control_masters} ssh control masters"
+        + (" (guard route KEPT: sockets into the lab remain)" if rep.guard_kept else "")
+    )
+
+
+@lab.command()
+@click.argument("site", type=click.Choice([s.name for s in net.SITES]))
+@click.pass_context
+def cut(ctx: click.Context, site: str) -> None:
+    """Datacentre outage: SITE's uplink goes down (unreachable from other sites and the controller)."""
+    _do(ctx, lambda: _lab(ctx).cut(site))
+    click.echo(f"{site}: cut")
+
+
+@lab.command()
+@click.argument("site", type=click.Choice([s.name for s in net.SITES]))
+@click.pass_context
+def restore(ctx: click.Context, site: str) -> None:
+    """Bring a cut SITE back."""
+    _do(ctx, lambda: _lab(ctx).restore(site))
+    click.echo(f"{site}: restored")
+
+
+@lab.command()
+@click.argument("site_a", type=click.Choice([s.name for s in net.SITES]))
+@click.argument("site_b", type=click.Choice([s.name for s in net.SITES]))
+@click.pass_context
+def partition(ctx: click.Context, site_a: str, site_b: str) -> None:
+    """Break only the path SITE_A <-> SITE_B (both still reach the third site and the controller)."""
+    _do(ctx, lambda: _lab(ctx).partition(site_a, site_b))
+    click.echo(f"{site_a}/{site_b}: partitioned")
+
+
+@lab.command()
+@click.argument("sites", nargs=-1, type=click.Choice([s.name for s in net.SITES]))
+@click.pass_context
+def heal(ctx: click.Context, sites: tuple[str, ...]) -> None:
+    """Remove the partition between two SITES (every partition when none are given)."""
+    if len(sites) not in (0, 2):
+        raise click.UsageError("give two sites, or none for all partitions")
+    _do(ctx, lambda: _lab(ctx).heal(*sites) if sites else _lab(ctx).heal())
+    click.echo(f"{'/'.join(sites) or 'all partitions'}: healed")
+
+
+@lab.command()
+@click.option("--from", "inventory", required=True, type=click.Path(exists=True, path_type=Path),
+              help="Inventory directory (with departments/*.yaml).")
+@click.option("--systems", multiple=True, help="Only these system ids (repeatable).")
+@click.option("--files", default=8, show_default=True, help="Generated files per data path.")
+@click.option("--file-size", default=64 * 1024, show_default=True, help="Bytes per generated file.")
+@click.pass_context
+def legacy(ctx: click.Context, inventory: Path, systems: tuple[str, ...], files: int, file_size: int) -> None:
+    """Legacy hosts for an inventory's systems, each with generated data and the sample app on :8080."""
+    from devcloud.lab.legacy import create_legacy
+
+    lb = _lab(ctx)
+    t0 = time.monotonic()
+    created = _do(ctx, lambda: create_legacy(lb, inventory, systems, files=files, size=file_size))
+    total = len(lb.hosts(kind="legacy"))
+    click.echo(f"legacy: {len(created)} hosts created ({total} in total) in {time.monotonic() - t0:.2f}s")
+    for h in created:
+        click.echo(f"  {h.hostname:<28} {h.ip:<15} {h.meta.get('system', '')}")
+
+
+@lab.command()
+@click.option("--clouds-yaml", type=click.Path(path_type=Path), default=None, help="Default: devcloud's clouds.yaml.")
+@click.pass_context
+def reconcile(ctx: click.Context, clouds_yaml: Path | None) -> None:
+    """ACTIVE Nova servers (clouds gz, st) -> lab hosts; deleted servers -> hosts removed."""
+    from devcloud.lab.reconcile import reconcile as do_reconcile
+
+    lb = _lab(ctx)
+    res = _do(ctx, lambda: do_reconcile(lb, clouds_yaml=clouds_yaml))
+    click.echo(
+        f"reconcile: {len(res.created)} created, {len(res.replaced)} replaced, {len(res.removed)} removed, "
+        f"{len(res.kept)} unchanged"
+    )
+    for s in res.skipped:
+        click.echo(f"  skipped: {s}")
+
+
+@lab.command()
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_context
+def status(ctx: click.Context, as_json: bool) -> None:
+    """Sites (cut or not), hosts, guard route."""
+    st: dict[str, Any] = _lab(ctx).status()
+    if as_json:
+        click.echo(json.dumps(st, indent=2))
+        return
+    click.echo(f"lab: {'UP' if st['up'] else 'down'}  range {st['lab_range']}  guard route: {st['guard_route']}")
+    for name, s in st["sites"].items():
+        state = "CUT" if s["cut"] else ("up" if s["present"] else "absent")
+        click.echo(f"  site {name:<7} {s['subnet']:<16} {state}")
+    for p in st["partitions"]:
+        click.echo(f"  partition {p}")
+    for h in st["hosts"]:
+        run = "running" if h["running"] else "STOPPED"
+        click.echo(f"  {h['site']:<7} {h['hostname']:<28} {h['ip']:<15} {h['kind']:<7} {run}")
+
+
+@lab.command(name="add-host")
+@click.argument("name")
+@click.option("--site", required=True, type=click.Choice([s.name for s in net.SITES]))
+@click.option("--ip", default=None, help="Default: next free address of the site subnet (from .11).")
+@click.pass_context
+def add_host(ctx: click.Context, name: str, site: str, ip: str | None) -> None:
+    """Add an infrastructure host (e.g. a PostgreSQL or probe host) with the controller key authorised."""
+    h = _do(ctx, lambda: _lab(ctx).add_host(name, site, ip=ip))
+    click.echo(f"{h.hostname} {h.ip} ({h.site})")
+
+
+@lab.command(name="rm-host")
+@click.argument("name")
+@click.pass_context
+def rm_host(ctx: click.Context, name: str) -> None:
+    """Remove a host: its processes, namespace, files and known_hosts line."""
+    lb = _lab(ctx)
+    gone = _do(ctx, lambda: lb.remove_host(lb.host(name).key))
+    click.echo(f"{name}: {'removed' if gone else 'not present'}")
+
+
+@lab.command(name="exec", context_settings={"ignore_unknown_options": True})
+@click.argument("host")
+@click.argument("argv", nargs=-1, required=True, type=click.UNPROCESSED)
+@click.pass_context
+def exec_(ctx: click.Context, host: str, argv: tuple[str, ...]) -> None:
+    """Run a command inside HOST (its netns, /srv, hostname) without ssh: `lab exec gz-a-h1 -- hostname`."""
+    r = _do(ctx, lambda: _lab(ctx).exec(host, list(argv)))
+    sys.stdout.write(r.stdout)
+    sys.stderr.write(r.stderr)
+    sys.exit(r.returncode)
+
+
+@lab.command(name="ssh-args")
+@click.argument("host")
+@click.pass_context
+def ssh_args(ctx: click.Context, host: str) -> None:
+    """Print the strict OpenSSH command line for HOST (controller key, lab known_hosts)."""
+    click.echo(" ".join(_do(ctx, lambda: _lab(ctx).ssh_argv(host))))

@@ -1,0 +1,65 @@
+"""Install the lab's Debian packages (sshd, rsync, iproute2) without ever starting a system sshd."""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+#: Debian packages the lab needs: sshd per host, ssh + rsync on every host (migrations push with
+#: rsync from the legacy host), ip/bridge/veth, unshare/nsenter, ss and sysctl.
+APT_PACKAGES: tuple[str, ...] = ("openssh-server", "openssh-client", "rsync", "iproute2", "util-linux", "procps")
+
+POLICY_RC_D = Path("/usr/sbin/policy-rc.d")
+
+
+def missing_packages(packages: tuple[str, ...] = APT_PACKAGES) -> list[str]:
+    """Packages not installed according to dpkg."""
+    missing = []
+    for p in packages:
+        r = subprocess.run(
+            ["dpkg-query", "-W", "-f=${Status}", p], capture_output=True, text=True, check=False
+        )
+        if "install ok installed" not in r.stdout:
+            missing.append(p)
+    return missing
+
+
+def ensure_packages(packages: tuple[str, ...] = APT_PACKAGES) -> list[str]:
+    """apt-get install whatever is missing; returns what was installed.
+
+    A temporary ``policy-rc.d`` (exit 101) stops the postinst from starting a system sshd on
+    0.0.0.0:22; an existing policy-rc.d is left as it is.
+    """
+    missing = missing_packages(packages)
+    if not missing:
+        return []
+    made_policy = False
+    if not POLICY_RC_D.exists():
+        POLICY_RC_D.write_text("#!/bin/sh\nexit 101\n")
+        POLICY_RC_D.chmod(0o755)
+        made_policy = True
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    try:
+        log.info("apt-get install %s", " ".join(missing))
+        upd = subprocess.run(["apt-get", "update", "-qq"], env=env, check=False)
+        if upd.returncode != 0:
+            log.warning("apt-get update failed (rc %s); trying the install anyway", upd.returncode)
+        subprocess.run(
+            ["apt-get", "install", "-y", "-q", "-o", "DPkg::Lock::Timeout=600", *missing],
+            env=env,
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
+    finally:
+        if made_policy:
+            POLICY_RC_D.unlink(missing_ok=True)
+    return missing
+
+
+if __name__ == "__main__":  # pragma: no cover - convenience for setup scripts
+    logging.basicConfig(level=logging.INFO)
+    print("installed:", ensure_packages() or "nothing (all present)")

@@ -1,0 +1,232 @@
+#!/usr/bin/python3
+"""A legacy system's stand-in application: stdlib only, so it runs on any lab host as a plain file.
+
+The lab copies this file to ``/srv/app/sampleapp.py`` of each legacy host, next to ``app.json``
+(``{"name": SYSTEM, "port": 8080, "data": [paths]}``). A migration drives it over ssh::
+
+    python3 /srv/app/sampleapp.py start    # daemonises, waits until /health answers; exit 0
+    python3 /srv/app/sampleapp.py status   # exit 0 running and healthy, 3 stopped; prints JSON
+    python3 /srv/app/sampleapp.py stop     # TERM (then KILL) the recorded PID; exit 0
+    python3 /srv/app/sampleapp.py serve    # foreground
+
+HTTP (inside the host's netns, port from app.json):
+    GET /health            -> 200 {"status": "ok", "hostname", "app", "data": {path: {files, bytes}}, ...}
+    GET /<data path>/<f>   -> the file's bytes (only below the configured data paths)
+    GET /                  -> 200 JSON list of every served file with its size
+The PID file and log live next to this script (``/srv/app/sampleapp.pid``, ``sampleapp.log``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import socketserver
+import subprocess
+import sys
+import time
+import urllib.request
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+CONFIG = Path(os.environ.get("SAMPLEAPP_CONFIG", str(HERE / "app.json")))
+PIDFILE = HERE / "sampleapp.pid"
+LOGFILE = HERE / "sampleapp.log"
+
+
+def load_config() -> dict[str, Any]:
+    cfg: dict[str, Any] = json.loads(CONFIG.read_text())
+    cfg.setdefault("port", 8080)
+    cfg.setdefault("data", [])
+    cfg.setdefault("name", socket.gethostname())
+    return cfg
+
+
+def data_summary(paths: list[str]) -> dict[str, dict[str, int]]:
+    out: dict[str, dict[str, int]] = {}
+    for p in paths:
+        files = size = 0
+        for root, _, names in os.walk(p):
+            for n in names:
+                try:
+                    size += os.path.getsize(os.path.join(root, n))
+                    files += 1
+                except OSError:
+                    pass
+        out[p] = {"files": files, "bytes": size}
+    return out
+
+
+class Handler(BaseHTTPRequestHandler):
+    server_version = "govcloud-sampleapp/1"
+    cfg: dict[str, Any] = {}
+    started = time.time()
+
+    def log_message(self, fmt: str, *args: Any) -> None:  # to the log file, not stderr noise
+        sys.stdout.write("%s %s\n" % (self.address_string(), fmt % args))
+        sys.stdout.flush()
+
+    def _json(self, obj: Any, status: int = 200) -> None:
+        body = json.dumps(obj).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+        path = self.path.split("?", 1)[0]
+        data = [str(Path(p)) for p in self.cfg["data"]]
+        if path == "/health":
+            self._json(
+                {
+                    "status": "ok",
+                    "hostname": socket.gethostname(),
+                    "app": self.cfg["name"],
+                    "pid": os.getpid(),
+                    "uptime_s": round(time.time() - self.started, 3),
+                    "data": data_summary(data),
+                }
+            )
+            return
+        if path == "/":
+            files = []
+            for p in data:
+                for root, _, names in os.walk(p):
+                    for n in sorted(names):
+                        f = os.path.join(root, n)
+                        files.append({"path": f, "bytes": os.path.getsize(f)})
+            self._json({"app": self.cfg["name"], "files": files})
+            return
+        target = os.path.realpath(path)
+        if not any(target.startswith(p.rstrip("/") + "/") for p in data) or not os.path.isfile(target):
+            self._json({"error": "not found", "path": path}, HTTPStatus.NOT_FOUND)
+            return
+        with open(target, "rb") as fh:
+            body = fh.read()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/octet-stream")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+class Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def server_bind(self) -> None:
+        # HTTPServer.server_bind() does a reverse DNS lookup (getfqdn); lab hosts have no resolver
+        socketserver.TCPServer.server_bind(self)
+        host, port = self.server_address[:2]
+        self.server_name, self.server_port = str(host), int(port)
+
+
+def _on_term(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt  # leave serve_forever() and close the socket
+
+
+def serve() -> int:
+    cfg = load_config()
+    Handler.cfg = cfg
+    httpd = Server(("0.0.0.0", int(cfg["port"])), Handler)  # inside the host's netns only
+    signal.signal(signal.SIGTERM, _on_term)
+    try:
+        httpd.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        httpd.server_close()
+    return 0
+
+
+def running_pid() -> int | None:
+    """The recorded PID if it is alive and really this app (not a recycled PID)."""
+    try:
+        pid = int(PIDFILE.read_text().split()[0])
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+    except (OSError, ValueError, IndexError):
+        return None
+    return pid if "sampleapp" in cmdline and "serve" in cmdline else None
+
+
+def health(port: int, timeout: float = 2.0) -> dict[str, Any] | None:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=timeout) as r:
+            body: dict[str, Any] = json.loads(r.read())
+            return body
+    except (OSError, ValueError):
+        return None
+
+
+def start(timeout: float = 15.0) -> int:
+    cfg = load_config()
+    if running_pid() is not None and health(cfg["port"]):
+        print(json.dumps({"state": "running", "pid": running_pid()}))
+        return 0
+    with open(LOGFILE, "ab") as log:
+        proc = subprocess.Popen(
+            [sys.executable, str(Path(__file__).resolve()), "serve"],
+            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True, close_fds=True,  # survives the ssh session that started it
+        )
+    PIDFILE.write_text(f"{proc.pid}\n")
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            print(json.dumps({"state": "failed", "rc": proc.returncode, "log": str(LOGFILE)}))
+            return 1
+        if health(cfg["port"], timeout=0.5):
+            print(json.dumps({"state": "running", "pid": proc.pid}))
+            return 0
+        time.sleep(0.05)
+    print(json.dumps({"state": "timeout", "pid": proc.pid, "log": str(LOGFILE)}))
+    return 1
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def stop(timeout: float = 10.0) -> int:
+    pid = running_pid()
+    if pid is None:
+        PIDFILE.unlink(missing_ok=True)
+        print(json.dumps({"state": "stopped"}))
+        return 0
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while _alive(pid):
+        if time.monotonic() > deadline:
+            os.kill(pid, signal.SIGKILL)
+            break
+        time.sleep(0.05)
+    PIDFILE.unlink(missing_ok=True)
+    print(json.dumps({"state": "stopped", "pid": pid}))
+    return 0
+
+
+def status() -> int:
+    cfg = load_config()
+    pid = running_pid()
+    h = health(cfg["port"]) if pid else None
+    print(json.dumps({"state": "running" if h else "stopped", "pid": pid, "health": h}))
+    return 0 if h else 3
+
+
+def main(argv: list[str]) -> int:
+    cmds = {"serve": serve, "start": start, "stop": stop, "status": status}
+    if len(argv) != 1 or argv[0] not in cmds:
+        print(f"usage: {Path(__file__).name} start|stop|status|serve", file=sys.stderr)
+        return 2
+    return cmds[argv[0]]()
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,14 @@
+#!/bin/sh
+# First process of a lab host: runs in the host's netns, in a fresh mount + UTS namespace
+# (unshare --mount --uts --propagation private), then becomes its sshd (same PID).
+#   $1 hostname   $2 host directory (srv/, root/, etc/, log/ inside)
+set -eu
+hostname "$1"
+d="$2"
+mount --bind "$d/srv" /srv
+mount --bind "$d/root" /root
+mount --bind "$d/etc/ssh_config" /etc/ssh/ssh_config
+# PostgreSQL's socket directory, so several lab hosts can each run a cluster on :5432
+if [ -d /run/postgresql ]; then mount --bind "$d/run-postgresql" /run/postgresql; fi
+mkdir -p /run/sshd
+exec /usr/sbin/sshd -D -f "$d/etc/sshd_config" -E "$d/log/sshd.log"

@@ -1,0 +1,120 @@
+"""pytest helpers: bring the devcloud up once per session (or reuse a running one) and tear down only what we started.
+
+Wiring in tests/conftest.py::
+
+    from devcloud.testing import CloudSession, cloud_session
+
+    @pytest.fixture(scope="session")
+    def devcloud_cloud() -> Iterator[CloudSession]:
+        yield from cloud_session()
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from devcloud.paths import DevcloudPaths
+
+UP_TIMEOUT = 900.0  # a cold install + first up takes ~2.5 min here; leave room on a slow machine
+
+
+class CloudUnavailable(RuntimeError):
+    """The cloud could not be brought up (missing prerequisite, install or start failure)."""
+
+
+def _devcloud(args: Sequence[str], paths: DevcloudPaths, timeout: float) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m devcloud ARGS`` in a child (its services then outlive nothing of the test process)."""
+    env = {**os.environ, "DEVCLOUD_HOME": str(paths.home)}
+    pkg_parent = str(Path(__file__).resolve().parents[1])
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (pkg_parent, env.get("PYTHONPATH", "")) if p)
+    return subprocess.run(
+        [sys.executable, "-m", "devcloud", *args], env=env, capture_output=True, text=True, timeout=timeout
+    )
+
+
+def cloud_ready(paths: DevcloudPaths | None = None) -> bool:
+    """True if a READY cloud is running (``devcloud status`` exits 0)."""
+    from devcloud.cloud.stack import status
+
+    return status(paths or DevcloudPaths.from_env()).ready
+
+
+def ensure_cloud(paths: DevcloudPaths | None = None, *, timeout: float = UP_TIMEOUT) -> tuple[Path, bool]:
+    """Reuse a READY cloud or run ``devcloud up`` (which installs what is missing).
+
+    Returns ``(clouds.yaml path, started)``; ``started`` is True only if this call brought it up.
+    Raises CloudUnavailable with devcloud's own message (what failed, which log) otherwise.
+    """
+    paths = paths or DevcloudPaths.from_env()
+    if cloud_ready(paths):
+        return paths.clouds_yaml, False
+    r = _devcloud(["up"], paths, timeout)
+    if r.returncode != 0:
+        raise CloudUnavailable(f"devcloud up failed (exit {r.returncode}):\n{r.stdout[-2000:]}{r.stderr[-2000:]}")
+    return paths.clouds_yaml, True
+
+
+def teardown_cloud(started: bool, paths: DevcloudPaths | None = None, *, timeout: float = 300) -> None:
+    """``devcloud down`` if this session started the cloud (DEVCLOUD_KEEP=1 keeps it for the next run)."""
+    if not started or os.environ.get("DEVCLOUD_KEEP") == "1":
+        return
+    r = _devcloud(["down"], paths or DevcloudPaths.from_env(), timeout)
+    if r.returncode != 0:
+        raise RuntimeError(f"devcloud down failed:\n{r.stdout}{r.stderr}")
+
+
+@dataclass(frozen=True)
+class CloudSession:
+    clouds_yaml: Path
+    started: bool
+    paths: DevcloudPaths
+
+    @property
+    def openstack_cli(self) -> Path:
+        """The `openstack` CLI from the OpenStack venv."""
+        return self.paths.venv / "bin" / "openstack"
+
+    def env(self) -> dict[str, str]:
+        """Environment for openstacksdk / the CLI: this clouds.yaml, no stray OS_* variables."""
+        env = {k: v for k, v in os.environ.items() if not k.startswith("OS_")}
+        env["OS_CLIENT_CONFIG_FILE"] = str(self.clouds_yaml)
+        return env
+
+    def connect(self, cloud: str) -> Any:  # openstack.connection.Connection
+        """openstacksdk connection from the test's interpreter (needs openstacksdk installed there)."""
+        from openstack.config import OpenStackConfig
+        from openstack.connection import Connection
+
+        cfg = OpenStackConfig(config_files=[str(self.clouds_yaml)], load_envvars=False)
+        return Connection(config=cfg.get_one(cloud=cloud))
+
+
+def missing_prerequisite(msg: str) -> None:
+    """The common rule: in CI a missing prerequisite fails, elsewhere it skips."""
+    import pytest
+
+    if os.environ.get("CI") == "true":
+        pytest.fail(msg)
+    pytest.skip(msg)
+
+
+def cloud_session(paths: DevcloudPaths | None = None) -> Iterator[CloudSession]:
+    """Generator body for a session fixture: yields a CloudSession, tears down what it started."""
+    paths = paths or DevcloudPaths.from_env()
+    if os.geteuid() != 0:
+        missing_prerequisite("devcloud needs root (apt, MariaDB/RabbitMQ state under DEVCLOUD_HOME)")
+    try:
+        clouds_yaml, started = ensure_cloud(paths)
+    except (CloudUnavailable, subprocess.TimeoutExpired) as e:
+        missing_prerequisite(str(e))
+        raise  # unreachable: missing_prerequisite raises
+    try:
+        yield CloudSession(clouds_yaml, started, paths)
+    finally:
+        teardown_cloud(started, paths)
