@@ -204,3 +204,8 @@ def wait_for(predicate: Callable[[], bool], *, timeout: float, interval: float =
         if time.monotonic() >= deadline:
             raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")
         time.sleep(interval)
+
+
+def process_starttime(pid: int) -> str | None:
+    """Public form of the PID-reuse guard: field 22 of /proc/<pid>/stat, None when gone."""
+    return _starttime(pid)

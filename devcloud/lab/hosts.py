@@ -27,7 +27,8 @@ from string import Template
 
 from devcloud.lab import net
 from devcloud.lab.state import HostSpec
-from devcloud.procs import ProcessRegistry, _starttime
+from devcloud.procs import ProcessRegistry
+from devcloud.procs import process_starttime as _starttime
 
 TEMPLATES = Path(__file__).parent / "templates"
 

@@ -31,6 +31,7 @@ class Target:
     role: str = ""
     user: str = "root"
     port: int = 22
+    ssh_key: str = ""  # overrides the run's key (infra hosts authorise the controller key, servers the ops key)
 
 
 @dataclass(frozen=True)
@@ -92,6 +93,8 @@ def build_inventory(targets: Iterable[Target], *, ssh_key: Path, known_hosts: Pa
             "govcloud_role": t.role,
             "govcloud_hosts_entries": peers.get(t.department, []),
         }
+        if t.ssh_key:
+            hostvars[t.name]["ansible_ssh_private_key_file"] = t.ssh_key
         for kind, value in (("region", t.region), ("site", t.site), ("dept", t.department), ("system", t.system),
                             ("role", t.role)):
             if value:
@@ -122,6 +125,8 @@ def runner_kwargs(spec: RunSpec) -> dict[str, Any]:
         "ANSIBLE_LOCAL_TEMP": str(spec.state_dir / "ansible" / "tmp"),
         "ANSIBLE_RETRY_FILES_ENABLED": "False",
         "ANSIBLE_NOCOLOR": "True",
+        # ansible-runner runs ansible-playbook from PATH (its `binary` option would drop the playbook)
+        "PATH": f"{spec.ansible_bin_dir}:/usr/local/bin:/usr/bin:/bin",
     }
     kwargs: dict[str, Any] = {
         "private_data_dir": str(private),
@@ -134,7 +139,6 @@ def runner_kwargs(spec: RunSpec) -> dict[str, Any]:
         "envvars": envvars,
         "extravars": dict(spec.extravars),
         "forks": spec.forks,
-        "binary": str(spec.ansible_bin_dir / "ansible-playbook"),
         "suppress_env_files": True,
         "quiet": True,
         "json_mode": False,
@@ -218,9 +222,24 @@ def run_playbook(kwargs: Mapping[str, Any]) -> RunResult:
 
     Path(kwargs["private_data_dir"]).mkdir(parents=True, exist_ok=True)
     runner = ansible_runner.run(**kwargs, event_handler=on_event)
+    scrub_command_artifact(Path(str(kwargs["artifact_dir"])) / str(kwargs["ident"]) / "command", set(kwargs.get("envvars", {})))
     stats = runner.stats or {}
     names = sorted({h for per in stats.values() if isinstance(per, dict) for h in per}
                    | {str((e.get("event_data") or {}).get("host")) for e in events})
     hosts = results_from(runner.stats, events, names)
     return RunResult(str(kwargs.get("ident", "")), str(runner.status), int(runner.rc or 0), hosts,
                      str(Path(str(kwargs.get("artifact_dir", ""))) / str(kwargs.get("ident", ""))))
+
+
+def scrub_command_artifact(path: Path, keep: set[str]) -> None:
+    """ansible-runner records the whole process environment in ``artifacts/<id>/command``; keep only the
+    variables govcloud set, so an operator's exported OS_PASSWORD (or any other secret) never lands on disk."""
+    import json
+
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return
+    env = doc.get("env") or {}
+    doc["env"] = {k: v for k, v in env.items() if k in keep}
+    path.write_text(json.dumps(doc, ensure_ascii=False), encoding="utf-8")

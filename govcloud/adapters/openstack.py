@@ -178,8 +178,10 @@ class OpenStackCloud:
                 try:
                     cfg = OpenStackConfig(config_files=[str(self._clouds_yaml)] if self._clouds_yaml else None,
                                           load_envvars=self._clouds_yaml is None)
+                    # all retry decisions are govcloud's (a blind transport-level retry of a POST could duplicate)
                     kwargs: dict[str, Any] = {"cloud": reg.cloud, "region_name": reg.region_name,
-                                              "api_timeout": self._timeout, **self._overrides.get(region, {})}
+                                              "api_timeout": self._timeout, "connect_retries": 0,
+                                              **self._overrides.get(region, {})}
                     cloud = cfg.get_one(**kwargs)
                 except Exception as exc:  # openstack.config raises several types; all mean "bad clouds.yaml"
                     raise OpenStackError(

@@ -27,15 +27,20 @@ def hosts() -> None:
 @click.option("--region", "regions", multiple=True, type=click.Choice(["gz", "st"]), help="Only servers of this region.")
 @click.option("--clouds-yaml", type=click.Path(dir_okay=False, path_type=Path), envvar="OS_CLIENT_CONFIG_FILE",
               help="clouds.yaml [env OS_CLIENT_CONFIG_FILE].")
+@click.option("--hosts-file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="YAML list of hosts outside OpenStack (site infrastructure): name, address, site, role, ssh_key.")
+@click.option("--no-servers", is_flag=True, help="Only the --hosts-file hosts, not the OpenStack servers.")
 @click.option("--forks", type=click.IntRange(min=1, max=100), default=10, show_default=True)
 @pass_app
 def configure_cmd(app: AppContext, limit: str, known_hosts: Path, ssh_key: Path | None, baseline_root: str,
-                  regions: tuple[str, ...], clouds_yaml: Path | None, forks: int) -> int:
+                  regions: tuple[str, ...], clouds_yaml: Path | None, hosts_file: Path | None, no_servers: bool,
+                  forks: int) -> int:
     """Run the baseline; a failing host is reported with its failed task while the others complete."""
     from govcloud.services.hosts import HostsOptions, configure, raise_for_failures
 
     result = configure(app.root, HostsOptions(known_hosts=known_hosts, ssh_key=ssh_key, limit=limit, baseline_root=baseline_root,
-                                              regions=regions, clouds_yaml=clouds_yaml, forks=forks))
+                                              regions=regions, clouds_yaml=clouds_yaml, forks=forks,
+                                              hosts_file=hosts_file, include_servers=not no_servers))
     if app.json:
         app.emit_json({"run_id": result.run_id, "status": result.status, "changed": result.changed,
                        "artifacts": result.artifact_dir,

@@ -135,7 +135,11 @@ def apply_cmd(app: AppContext, plan_file: Path | None, region: str, departments:
     else:
         plan, _inv, cloud = make_plan(app.root, options)
     try:
-        render_plan(app, plan, cloud.request_id)
+        if not app.json:
+            render_plan(app, plan, cloud.request_id)
+        else:
+            for f in plan.findings:
+                click.echo(f.render(), err=True)
         if plan.errors:
             raise PlanDriftError(f"{len(plan.errors)} blocking finding(s); nothing was changed",
                                  hint="fix what the findings above say, then plan again")
@@ -143,6 +147,8 @@ def apply_cmd(app: AppContext, plan_file: Path | None, region: str, departments:
         if deletes and prune and not yes:
             click.confirm(f"Delete {len(deletes)} object(s) listed above?", abort=True, err=True)
         if not plan.changes:
+            if app.json:
+                app.emit_json({"ok": True, "counts": plan.counts(), "request_id": cloud.request_id, "summary": []})
             return ExitCode.OK
         result = _run_with_progress(app, plan, cloud, options, prune)
     finally:
@@ -185,7 +191,8 @@ def _render_result(app: AppContext, result: Any) -> None:
     for c, _ in result.skipped:
         rows.setdefault((c.region, c.kind), {"create": 0, "update": 0, "delete": 0, "failed": 0, "skipped": 0})["skipped"] += 1
     if app.json:
-        app.emit_json({"ok": result.ok, "seconds": round(result.seconds, 2), "api_calls": result.calls,
+        app.emit_json({"ok": result.ok, "counts": {a: sum(1 for c, _ in result.done if c.action.value == a)
+                                                   for a in ("create", "update", "delete")}, "seconds": round(result.seconds, 2), "api_calls": result.calls,
                        "retries": result.retries, "recovered_creates": result.recovered, "request_id": result.request_id,
                        "summary": [{"region": r, "kind": k, **v} for (r, k), v in sorted(rows.items())],
                        "failed": [{"step": f"{c.action.value} {c.key}", "error": e.message} for c, e in result.failed]})

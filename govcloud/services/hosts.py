@@ -33,7 +33,8 @@ class HostsOptions:
     forks: int = 10
     playbook: str = "baseline.yml"
     project_dir: Path = PLAYBOOKS
-    extra_targets: tuple[Target, ...] = ()  # hosts not in OpenStack (tests, infra hosts)
+    hosts_file: Path | None = None  # hosts not in OpenStack (site infrastructure), see targets_from_file
+    include_servers: bool = True
 
 
 def targets_from_servers(servers: list[dict[str, object]], inventory: Inventory) -> list[Target]:
@@ -54,6 +55,34 @@ def targets_from_servers(servers: list[dict[str, object]], inventory: Inventory)
     return out
 
 
+def targets_from_file(path: Path, inventory: Inventory) -> list[Target]:
+    """Hosts outside OpenStack (site infrastructure: PostgreSQL, probes) from a YAML list.
+
+    Each item: ``{name, address, site, role?, department?, system?, user?, port?, ssh_key?}``; the region is
+    the site's. Raises InvalidInputError naming every bad item.
+    """
+    import yaml
+
+    try:
+        items = yaml.safe_load(path.read_text(encoding="utf-8")) or []
+    except (OSError, yaml.YAMLError) as exc:
+        raise InvalidInputError(f"cannot read hosts file {path}: {exc}") from exc
+    sites = {s.name: s.region for s in inventory.topology.sites}
+    out: list[Target] = []
+    errors: list[str] = []
+    for i, item in enumerate(items if isinstance(items, list) else []):
+        if not isinstance(item, dict) or not item.get("name") or not item.get("address") or item.get("site") not in sites:
+            errors.append(f"{path}: item {i}: needs name, address and a site of the topology ({', '.join(sites)})")
+            continue
+        out.append(Target(name=str(item["name"]), address=str(item["address"]), region=sites[str(item["site"])],
+                          site=str(item["site"]), department=str(item.get("department", "")), system=str(item.get("system", "")),
+                          role=str(item.get("role", "infra")), user=str(item.get("user", "root")), port=int(item.get("port", 22)),
+                          ssh_key=str(item.get("ssh_key", ""))))
+    if errors or not isinstance(items, list):
+        raise InvalidInputError("; ".join(errors) or f"{path}: expected a list of hosts")
+    return out
+
+
 def controller_machine_id() -> str:
     try:
         return Path("/etc/machine-id").read_text().strip()
@@ -70,15 +99,18 @@ def configure(root: Path, options: HostsOptions, *, cloud: OpenStackCloud | None
     state = state_dir()
     key = options.ssh_key or ops_key(state)[0]
     regions = options.regions or tuple(r.name for r in inventory.topology.regions)
-    cloud = cloud or OpenStackCloud(inventory.topology, clouds_yaml=options.clouds_yaml)
-    try:
-        targets = targets_from_servers(cloud.servers(regions), inventory)
-    finally:
-        cloud.close()
-    targets += list(options.extra_targets)
+    targets: list[Target] = []
+    if options.include_servers:
+        cloud = cloud or OpenStackCloud(inventory.topology, clouds_yaml=options.clouds_yaml)
+        try:
+            targets = targets_from_servers(cloud.servers(regions), inventory)
+        finally:
+            cloud.close()
+    if options.hosts_file is not None:
+        targets += targets_from_file(options.hosts_file, inventory)
     if not targets:
-        raise InvalidInputError("no hosts to configure: no ACTIVE servers in govcloud's projects",
-                                hint="provision the landing zones and boot servers first")
+        raise InvalidInputError("no hosts to configure: no ACTIVE servers in govcloud's projects and no --hosts-file",
+                                hint="provision the landing zones and boot servers first, or list site hosts in --hosts-file")
     run_id = f"hosts-{uuid.uuid4().hex[:12]}"
     spec = RunSpec(run_id=run_id, state_dir=state, project_dir=options.project_dir, playbook=options.playbook,
                    targets=tuple(targets), ssh_key=key, known_hosts=options.known_hosts,

@@ -16,10 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from openstack.exceptions import NotFoundException
 
-from devcloud.paths import DevcloudPaths
-from devcloud.testing import CloudSession, cloud_session, missing_prerequisite
+from devcloud.testing import CloudSession, missing_prerequisite
 
 pytestmark = pytest.mark.integration
 
@@ -29,9 +27,9 @@ AZS = {"gz": ("gz-a", "gz-b"), "st": ("st-a",)}
 PKG_PARENT = str(Path(__file__).resolve().parents[2])
 
 
-@pytest.fixture(scope="session")
-def cloud() -> Iterator[CloudSession]:
-    yield from cloud_session()
+@pytest.fixture(scope="module")
+def cloud(devcloud_cloud: CloudSession) -> CloudSession:
+    return devcloud_cloud
 
 
 @pytest.fixture(scope="module")
@@ -110,6 +108,8 @@ class TestServers:
             assert srv.addresses, "the server got a Neutron fixed IP"
 
     def test_region_isolation(self, sdk: dict[str, Any], booted: dict[str, Any]) -> None:
+        from openstack.exceptions import NotFoundException
+
         st_srv = booted["st-a"]
         with pytest.raises(NotFoundException):
             sdk["gz"].compute.get_server(st_srv.id)
@@ -144,6 +144,25 @@ def test_errors_are_clear_without_traceback(cloud: CloudSession, tmp_path: Path)
     assert r.returncode == 1 and "NOT READY" in r.stdout
 
 
+def test_listens_on_loopback_only(cloud: CloudSession) -> None:
+    """Every TCP/UDP socket a devcloud process listens on is bound to loopback."""
+    import re
+
+    from devcloud.cloud.layout import CloudLayout
+
+    reg = CloudLayout(cloud.paths).registry()
+    ours = set().union(*(_process_tree(p) for n in reg.names() if (p := reg.pid(n)) is not None))
+    r = subprocess.run(["ss", "-H", "-l", "-n", "-p", "-t", "-u"], capture_output=True, text=True, check=True)
+    seen = []
+    for line in r.stdout.splitlines():
+        pids = {int(x) for x in re.findall(r"pid=(\d+)", line)}
+        if pids & ours:
+            local = line.split()[4]
+            seen.append(local)
+            assert local.startswith(("127.0.0.1:", "[::1]:")), line  # epmd adds IPv6 loopback by itself
+    assert "127.0.0.1:5000" in seen and "127.0.0.1:3306" in seen and "127.0.0.1:18774" in seen, seen
+
+
 def _process_tree(pid: int) -> set[int]:
     out, todo = set(), [pid]
     while todo:
@@ -172,17 +191,20 @@ def test_up_resets_a_broken_cloud(cloud: CloudSession) -> None:
 
     reg = CloudLayout(cloud.paths).registry()
     pid = reg.pid("nova-compute-st-a-cmp1")
-    assert pid is not None
+    assert pid is not None, reg.names()
     os.killpg(pid, signal.SIGKILL)
     r = _devcloud("status")
-    assert r.returncode == 1 and "unhealthy: nova-compute-st-a-cmp1" in r.stdout, r.stdout
+    assert r.returncode == 1, r.stdout
+    unhealthy = next(line for line in r.stdout.splitlines() if line.startswith("NOT READY"))
+    assert "nova-compute-st-a-cmp1" in unhealthy, r.stdout
     t0 = time.monotonic()
     r = _devcloud("up")
     took = time.monotonic() - t0
     assert r.returncode == 0, r.stdout + r.stderr
     assert "stale cloud state" in r.stdout and "schema restored from cache" in r.stdout, r.stdout
     assert took < 90, f"up with the schema cache took {took:.0f}s (acceptance: < 90 s)"
-    assert _devcloud("status").returncode == 0
+    r = _devcloud("status")
+    assert r.returncode == 0, r.stdout
 
 
 def test_down_leaves_no_process(cloud: CloudSession) -> None:
@@ -197,7 +219,8 @@ def test_down_leaves_no_process(cloud: CloudSession) -> None:
     assert r.returncode == 0, r.stdout + r.stderr
     assert [p for p in pids if _alive(p)] == []
     assert reg.names() == []
-    assert _devcloud("status").returncode == 1
+    r = _devcloud("status")
+    assert r.returncode == 1, r.stdout
     # later tests of the session (the lab's reconciler) and a developer's running cloud expect it up again
     r = _devcloud("up")
     assert r.returncode == 0, r.stdout + r.stderr

@@ -22,7 +22,9 @@ import pytest
 from devcloud.lab import net
 from devcloud.lab.api import Lab, tcp_reachable
 from devcloud.lab.legacy import create_legacy, generate_data
-from devcloud.lab.testing import cloud_available, http_get, lab_session, leftovers, require, ssh_keygen, wait_ssh
+from devcloud.lab.testing import (
+    cloud_available, http_get, lab_prerequisites, lab_session, leftovers, require, ssh_keygen, wait_ssh,
+)
 from devcloud.paths import DevcloudPaths
 from devcloud.procs import wait_for
 
@@ -51,6 +53,21 @@ def _pid(lab: Lab, host: str) -> int:
     pid = lab.files.registry().pid(f"sshd-{lab.host(host).key}")
     assert pid is not None, f"{host} not running"
     return pid
+
+
+def test_up_refuses_when_a_machine_route_overlaps_the_lab_range() -> None:
+    """A real (harmless: blackhole) route inside 10.240.0.0/13: `up` must refuse and create nothing."""
+    if Lab().is_up():
+        pytest.skip("the lab is already up (the overlap check runs before a first build)")
+    missing = lab_prerequisites()
+    require(not missing, f"lab prerequisites missing: {missing}")
+    subprocess.run(["ip", "route", "add", "blackhole", "10.244.200.0/24"], check=True)
+    try:
+        r = _devcloud("up", "--no-install")
+    finally:
+        subprocess.run(["ip", "route", "del", "blackhole", "10.244.200.0/24"], check=True)
+    assert r.returncode == 1 and "10.244.200.0/24" in r.stderr and "overlaps" in r.stderr, r.stderr
+    assert leftovers()["netns"] == []
 
 
 def test_hosts_answer_over_openssh_with_strict_host_keys(lab: Lab) -> None:
@@ -206,7 +223,7 @@ def test_rsync_from_legacy_host_to_site_host(lab: Lab, legacy: list[str]) -> Non
     assert lab.ssh(src, f"ssh -i /root/.ssh/mig root@{dst_ip} true").returncode == 255
 
 
-def test_nova_server_becomes_a_lab_host(lab: Lab, tmp_path: Path) -> None:
+def test_nova_server_becomes_a_lab_host(lab: Lab, tmp_path: Path, devcloud_cloud: object) -> None:
     paths = DevcloudPaths.from_env()
     require(cloud_available(paths), f"devcloud OpenStack not up (no {paths.clouds_yaml} or Keystone not answering)")
     from devcloud.lab.reconcile import connect, reconcile, wait_for_hosts
@@ -251,7 +268,8 @@ def test_nova_server_becomes_a_lab_host(lab: Lab, tmp_path: Path) -> None:
         assert lab.ssh(key, "true").returncode == 255
         # reachable from the other sites' hosts too
         assert tcp_reachable(fixed, 22, from_pid=_pid(lab, "st-a-h1"))
-        assert reconcile(lab).created == []  # idempotent
+        again = reconcile(lab)  # idempotent (other servers may come and go: other tests share the cloud)
+        assert key in again.kept and key not in again.created + again.replaced
         assert [x.key for x in wait_for_hosts(lab, [srv.id], timeout=10)] == [key]
         print(f"reconcile created the host in {t_reconcile:.2f}s")
         conn.compute.delete_server(srv)

@@ -45,7 +45,8 @@ def test_exact_runner_kwargs() -> None:
     assert kw["project_dir"] == str(REPO / "playbooks") and kw["playbook"] == "baseline.yml"
     assert kw["suppress_env_files"] is True and kw["quiet"] is True
     assert kw["limit"] == "dept_amr" and kw["ident"] == "hosts-abc"
-    assert kw["binary"] == "/venv/bin/ansible-playbook"
+    assert "binary" not in kw  # would switch ansible-runner to raw mode and drop the playbook
+    assert kw["envvars"]["PATH"].startswith("/venv/bin:")
     assert kw["envvars"]["ANSIBLE_HOST_KEY_CHECKING"] == "True"
     assert kw["envvars"]["ANSIBLE_SSH_CONTROL_PATH_DIR"] == "/var/lib/govcloud/ansible/cp"
     allvars = kw["inventory"]["all"]["vars"]
@@ -100,3 +101,15 @@ def test_every_role_declares_its_variables() -> None:
         defaults = set(yaml.safe_load((role / "defaults" / "main.yml").read_text()) or {})
         assert defaults <= spec_vars, role.name
         assert all(v.startswith(f"{role.name}_") for v in spec_vars), role.name
+
+
+def test_command_artifact_keeps_only_govcloud_variables(tmp_path: Path) -> None:
+    import json
+
+    from govcloud.adapters.ansible import scrub_command_artifact
+
+    f = tmp_path / "command"
+    f.write_text(json.dumps({"command": ["ansible-playbook"], "env": {"OS_PASSWORD": "s3cret", "ANSIBLE_CONFIG": "/x"}}))
+    scrub_command_artifact(f, {"ANSIBLE_CONFIG"})
+    doc = json.loads(f.read_text())
+    assert doc["env"] == {"ANSIBLE_CONFIG": "/x"} and "s3cret" not in f.read_text()

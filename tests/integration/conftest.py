@@ -1,0 +1,26 @@
+"""Session fixtures for the integration tests: the real devcloud OpenStack and the site lab.
+
+Each is brought up once per session (or a running one is reused) and only what this session started
+is torn down. With CI=true a missing prerequisite fails the test instead of skipping it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from devcloud.testing import CloudSession, cloud_session
+
+
+@pytest.fixture(scope="session")
+def devcloud_cloud() -> Iterator[CloudSession]:
+    """The two-region OpenStack (clouds gz, st, devcloud-admin)."""
+    yield from cloud_session()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Everything under tests/integration is an integration test."""
+    for item in items:
+        if "tests/integration/" in str(item.fspath).replace("\\", "/"):
+            item.add_marker(pytest.mark.integration)
