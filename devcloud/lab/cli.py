@@ -43,6 +43,15 @@ def lab(ctx: click.Context) -> None:
 
 
 @lab.command()
+def install() -> None:
+    """apt-install the lab's packages (sshd, ssh, rsync, iproute2) if missing; starts no service."""
+    from devcloud.lab.install import ensure_packages
+
+    installed = ensure_packages()
+    click.echo(f"installed: {' '.join(installed)}" if installed else "lab packages: all present")
+
+
+@lab.command()
 @click.option("--hosts-per-site", default=1, show_default=True, help="Infra hosts in each of gz-a, gz-b, st-a.")
 @click.option("--install/--no-install", "do_install", default=True, help="apt-install missing packages first.")
 @click.pass_context
