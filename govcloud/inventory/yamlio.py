@@ -86,6 +86,8 @@ def format_path(path: tuple[PathElem, ...] | list[PathElem]) -> str:
 _STR = "tag:yaml.org,2002:str"
 _INT = "tag:yaml.org,2002:int"
 _MERGE = "tag:yaml.org,2002:merge"
+_SEQ = "tag:yaml.org,2002:seq"
+_MAP = "tag:yaml.org,2002:map"
 
 
 class _RecursiveAlias(Exception):
@@ -124,9 +126,18 @@ class _Builder:
             tag = node.tag
             if tag == _STR:
                 return node.value, 1
-            if tag == _INT:
-                return _SCALAR_CONSTRUCTOR.construct_yaml_int(node), 1
-            return _SCALAR_CONSTRUCTOR.construct_object(node, deep=True), 1
+            try:
+                if tag == _INT:
+                    return _SCALAR_CONSTRUCTOR.construct_yaml_int(node), 1
+                return _SCALAR_CONSTRUCTOR.construct_object(node, deep=True), 1
+            except (yaml.YAMLError, ValueError, TypeError) as exc:
+                problem = getattr(exc, "problem", None) or str(exc)
+                self.error(node, path, f"cannot read value {node.value!r} with tag {tag}: {problem}",
+                           "remove the tag (e.g. '!!binary'): inventories hold plain strings, numbers and lists")
+                return None, 1
+        if node.tag not in (_SEQ, _MAP):
+            self.error(node, path, f"unsupported tag {node.tag}",
+                       "remove the tag: inventories hold plain mappings and lists")
         key = id(node)
         cached = self._memo.get(key)
         if cached is not None:

@@ -199,3 +199,11 @@ def test_json_output_lists_diagnostics(project: Path, run_cli) -> None:  # type:
     payload = json.loads(result.stdout)
     assert payload["ok"] is False
     assert payload["diagnostics"][0]["line"] == 10 and payload["diagnostics"][0]["file"] == HRSS
+
+
+def test_unknown_yaml_tag_is_an_error_not_a_crash(project: Path, run_cli) -> None:  # type: ignore[no-untyped-def]
+    """Found by the fuzz test: an unknown tag used to escape as a ConstructorError."""
+    edit(project, ZSJ, "name: 人口库", "name: !!binary128 人口库")
+    result = validate(project, run_cli)
+    assert result.exit_code == 2
+    assert f"{ZSJ}:5:11: systems[0].name: cannot read value '人口库' with tag tag:yaml.org,2002:binary128" in result.stderr
