@@ -147,3 +147,48 @@ class AnsibleError(RuntimeFailure):
         super().__init__(message, hint=hint)
         self.run_id = run_id
         self.failed = failed
+
+
+class JournalError(RuntimeFailure):
+    """The migration journal cannot be opened or written (unreadable file, newer schema, disk full)."""
+
+
+class WaveLockedError(RuntimeFailure):
+    """Another run holds the wave's lock; names the holder (pid, host, user, since when, run id)."""
+
+    def __init__(self, message: str, *, hint: str = "", holder: dict[str, object] | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.holder = dict(holder or {})
+
+
+class AuditTamperedError(RuntimeFailure):
+    """The audit log's hash chain is broken; lists every edited, removed, reordered or inserted record."""
+
+    def __init__(self, message: str, *, hint: str = "", problems: tuple[str, ...] = ()) -> None:
+        super().__init__(message, hint=hint)
+        self.problems = problems
+
+    def render(self) -> str:
+        return "\n".join([*(f"error: {p}" for p in self.problems), super().render()])
+
+
+class SSHError(RuntimeFailure):
+    """An SSH connection or a remote command failed; keeps the host, the command and its exit status."""
+
+    def __init__(self, message: str, *, hint: str = "", host: str = "", command: str = "", status: int | None = None,
+                 stderr: str = "") -> None:
+        super().__init__(message, hint=hint)
+        self.host = host
+        self.command = command
+        self.status = status
+        self.stderr = stderr
+
+
+class HostKeyError(SSHError):
+    """A host presented a key that known_hosts does not have (unknown) or does not match (changed)."""
+
+    def __init__(self, message: str, *, hint: str = "", host: str = "", presented: str = "",
+                 expected: tuple[str, ...] = ()) -> None:
+        super().__init__(message, hint=hint, host=host)
+        self.presented = presented
+        self.expected = expected

@@ -19,7 +19,7 @@ govcloud validate
 step "govcloud plan"
 govcloud plan
 step "the plan (first wave)"
-sed -n '1,/number: 2/p' migration_plans/wave-plan.yaml | head -n -1
+sed -n '1,/number: 2/p' migration_plans/wave-plan.yaml | head -n 20
 cat <<MSG
 
 Demo done. Look at:

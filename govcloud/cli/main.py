@@ -76,6 +76,7 @@ def cli(ctx: click.Context, root: Path | None, output: str, debug: bool, verbose
 
 
 def _register() -> None:
+    from govcloud.cli.audit import audit
     from govcloud.cli.hosts import hosts
     from govcloud.cli.plan import plan
     from govcloud.cli.provision import provision
@@ -85,6 +86,7 @@ def _register() -> None:
     cli.add_command(plan)
     cli.add_command(provision)
     cli.add_command(hosts)
+    cli.add_command(audit)
 
 
 _register()

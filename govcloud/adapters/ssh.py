@@ -1,0 +1,477 @@
+"""SSH to legacy hosts and targets (paramiko, strict host keys) and the data moves a migration makes.
+
+- ``connect``: ``RejectPolicy`` and only the given known_hosts; an unknown or changed host key raises
+  HostKeyError naming the host, the fingerprint it presented and the ones known_hosts expects.
+- ``measure`` / ``manifest``: size, file count and one sha256 digest of a data tree, computed *on the
+  host* (nothing is copied to the controller).
+- ``rsync_argv`` (pure): the rsync that runs ON the legacy host and pushes to the target over ssh with
+  a per-migration key and strict host keys; ``parse_rsync_stats`` (pure) reads its ``--stats``.
+- ``transfer_key``: generate an ed25519 key on the source, authorise it on the target with
+  ``from="<source ip>",restrict`` for the transfer only, remove it afterwards (also on failure).
+
+Remote hosts need a POSIX shell, bash, coreutils, findutils, rsync and ssh-keygen (legacy Linux).
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import hashlib
+import ipaddress
+import logging
+import re
+import select
+import shlex
+import time
+from datetime import UTC, datetime, timedelta
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import NoReturn
+
+import paramiko
+
+from govcloud.errors import HostKeyError, SSHError
+
+log = logging.getLogger(__name__)
+
+RSYNC_PARTIAL_OK = 24  # "some files vanished before they could be transferred": the source is live, a later sync catches up
+
+
+# ------------------------------------------------------------------ connections
+
+@dataclass(frozen=True)
+class Endpoint:
+    """How the controller reaches a host: address, user, port, key and the known_hosts to trust."""
+
+    address: str
+    known_hosts: Path
+    key_file: Path | None = None
+    user: str = "root"
+    port: int = 22
+    name: str = ""  # for messages (inventory host name)
+
+    @property
+    def label(self) -> str:
+        return f"{self.name} ({self.address})" if self.name and self.name != self.address else self.address
+
+    @property
+    def known_hosts_entry(self) -> str:
+        return self.address if self.port == 22 else f"[{self.address}]:{self.port}"
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    command: str
+    status: int
+    stdout: str
+    stderr: str
+
+
+def fingerprint(key: paramiko.PKey) -> str:
+    """OpenSSH-style fingerprint: ``ssh-ed25519 SHA256:...`` (what ``ssh-keygen -lf`` prints)."""
+    digest = base64.b64encode(hashlib.sha256(key.asbytes()).digest()).decode("ascii").rstrip("=")
+    return f"{key.get_name()} SHA256:{digest}"
+
+
+def known_fingerprints(known_hosts: Path, entry: str) -> tuple[str, ...]:
+    keys = paramiko.HostKeys(str(known_hosts)).lookup(entry) if known_hosts.is_file() else None
+    return tuple(fingerprint(k) for k in (keys.values() if keys else ()))
+
+
+class _StrictReject(paramiko.RejectPolicy):
+    """RejectPolicy that says which key the unknown host presented."""
+
+    def __init__(self, endpoint: Endpoint) -> None:
+        self.endpoint = endpoint
+
+    def missing_host_key(self, client: paramiko.SSHClient, hostname: str, key: paramiko.PKey) -> NoReturn:
+        ep = self.endpoint
+        raise HostKeyError(
+            f"host {ep.label} is not in known_hosts {ep.known_hosts}: it presented {fingerprint(key)}; refusing to connect",
+            hint="add the host's key to that known_hosts after checking it out of band (never accept it blindly)",
+            host=ep.address, presented=fingerprint(key))
+
+
+def connect(endpoint: Endpoint, *, timeout: float = 10.0) -> SSHSession:
+    """A session with strict host keys. Raises HostKeyError (unknown or changed key) or SSHError."""
+    if not endpoint.known_hosts.is_file():
+        raise HostKeyError(f"known_hosts file {endpoint.known_hosts} not found (needed to check {endpoint.label})",
+                           hint="pass the known_hosts that holds the hosts' keys", host=endpoint.address)
+    client = paramiko.SSHClient()
+    client.load_host_keys(str(endpoint.known_hosts))
+    client.set_missing_host_key_policy(_StrictReject(endpoint))
+    try:
+        client.connect(endpoint.address, endpoint.port, username=endpoint.user,
+                       key_filename=str(endpoint.key_file) if endpoint.key_file else None,
+                       look_for_keys=False, allow_agent=False, timeout=timeout, banner_timeout=timeout,
+                       auth_timeout=timeout)
+    except paramiko.BadHostKeyException as exc:
+        client.close()
+        expected = known_fingerprints(endpoint.known_hosts, endpoint.known_hosts_entry)
+        raise HostKeyError(
+            f"host key of {endpoint.label} does not match known_hosts {endpoint.known_hosts}: it presented "
+            f"{fingerprint(exc.key)}, expected {' or '.join(expected) or fingerprint(exc.expected_key)}; refusing to connect",
+            hint="the host was reinstalled or someone is in the middle; verify the new key out of band before "
+                 "updating known_hosts", host=endpoint.address, presented=fingerprint(exc.key), expected=expected) from exc
+    except HostKeyError:
+        client.close()
+        raise
+    except paramiko.AuthenticationException as exc:
+        client.close()
+        raise SSHError(f"ssh to {endpoint.user}@{endpoint.label} refused the key {endpoint.key_file}: {exc}",
+                       hint="authorise the controller's key on the host", host=endpoint.address) from exc
+    except (OSError, paramiko.SSHException) as exc:
+        client.close()
+        raise SSHError(f"cannot reach {endpoint.label} port {endpoint.port} over ssh: {exc}",
+                       hint="check the address, the route and that sshd runs", host=endpoint.address) from exc
+    return SSHSession(client, endpoint)
+
+
+class SSHSession:
+    """One connected host; ``run`` executes a shell command line and returns its status and output."""
+
+    def __init__(self, client: paramiko.SSHClient, endpoint: Endpoint) -> None:
+        self.client = client
+        self.endpoint = endpoint
+
+    def __enter__(self) -> SSHSession:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.client.close()
+
+    def run(self, command: str, *, check: bool = True, timeout: float = 600.0, input: str | None = None,
+            secret: bool = False) -> CommandResult:
+        """Run ``command`` (a shell line); ``check`` raises SSHError on a non-zero status. ``secret``
+        keeps the command out of logs and errors (it carries key material)."""
+        transport = self.client.get_transport()
+        if transport is None or not transport.is_active():
+            raise SSHError(f"ssh session to {self.endpoint.label} is closed", host=self.endpoint.address)
+        shown = "<command with key material>" if secret else command
+        log.debug("ssh %s: %s", self.endpoint.label, shown)
+        chan = transport.open_session()
+        try:
+            chan.exec_command(command)
+            if input is not None:
+                chan.sendall(input.encode("utf-8"))
+            chan.shutdown_write()
+            out, err = _drain(chan, timeout, self.endpoint.label, shown)
+            status = chan.recv_exit_status()
+        finally:
+            chan.close()
+        result = CommandResult(shown, status, out.decode("utf-8", "replace"), err.decode("utf-8", "replace"))
+        if check and status != 0:
+            raise SSHError(f"on {self.endpoint.label}: `{shown}` exited {status}: {_tail(result.stderr)}",
+                           host=self.endpoint.address, command=shown, status=status, stderr=_tail(result.stderr))
+        return result
+
+
+def _drain(chan: paramiko.Channel, timeout: float, label: str, shown: str) -> tuple[bytes, bytes]:
+    """Read stdout and stderr together (reading one while the other fills would stall the channel)."""
+    out: list[bytes] = []
+    err: list[bytes] = []
+    deadline = time.monotonic() + timeout
+    while True:
+        got = False
+        while chan.recv_ready():
+            out.append(chan.recv(65536))
+            got = True
+        while chan.recv_stderr_ready():
+            err.append(chan.recv_stderr(65536))
+            got = True
+        if chan.exit_status_ready() and not chan.recv_ready() and not chan.recv_stderr_ready():
+            break
+        if chan.closed and not got:
+            break
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise SSHError(f"on {label}: `{shown}` did not finish within {timeout:.0f}s", host=label, command=shown)
+        if not got:
+            select.select([chan], [], [], min(remaining, 1.0))
+    return b"".join(out), b"".join(err)
+
+
+def _tail(text: str, lines: int = 5) -> str:
+    return " | ".join(text.strip().splitlines()[-lines:])
+
+
+# ------------------------------------------------------------------ data paths
+
+@dataclass(frozen=True)
+class PathSize:
+    path: str
+    bytes: int
+    files: int
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """One sha256 over the sorted ``sha256sum`` lines of every regular file of a tree (relative paths)."""
+
+    path: str
+    digest: str
+    files: int
+
+
+def measure_command(path: str) -> str:
+    q = shlex.quote(path)
+    return f"test -d {q} && du -sb -- {q} | cut -f1 && find {q} -type f | wc -l"
+
+
+def parse_measure(path: str, stdout: str) -> PathSize:
+    lines = stdout.split()
+    if len(lines) != 2 or not all(x.isdigit() for x in lines):
+        raise ValueError(f"unexpected du/find output for {path}: {stdout!r}")
+    return PathSize(path, int(lines[0]), int(lines[1]))
+
+
+def measure(session: SSHSession, path: str) -> PathSize:
+    """Bytes (``du -sb``) and regular-file count of a data path; SSHError if it does not exist."""
+    r = session.run(measure_command(path), check=False)
+    if r.status != 0:
+        raise SSHError(f"data path {path} does not exist or cannot be read on {session.endpoint.label}: "
+                       f"{_tail(r.stderr) or 'not a directory'}", host=session.endpoint.address, command=r.command,
+                       status=r.status)
+    return parse_measure(path, r.stdout)
+
+
+def manifest_command(path: str) -> str:
+    q = shlex.quote(path)
+    script = (f"set -euo pipefail; cd -- {q}; n=$(find . -type f | wc -l); "
+              "d=$(find . -type f -print0 | LC_ALL=C sort -z | xargs -0 -r sha256sum | sha256sum | cut -d' ' -f1); "
+              'echo "$n $d"')
+    return f"bash -c {shlex.quote(script)}"
+
+
+def parse_manifest(path: str, stdout: str) -> Manifest:
+    parts = stdout.split()
+    if len(parts) != 2 or not parts[0].isdigit() or not re.fullmatch(r"[0-9a-f]{64}", parts[1]):
+        raise ValueError(f"unexpected manifest output for {path}: {stdout!r}")
+    return Manifest(path, parts[1], int(parts[0]))
+
+
+def manifest(session: SSHSession, path: str, *, timeout: float = 3600.0) -> Manifest:
+    """The tree digest of ``path`` computed on the host (file contents and relative names; not owners,
+    modes or empty directories, which rsync -a carries but which do not make data differ)."""
+    r = session.run(manifest_command(path), check=False, timeout=timeout)
+    if r.status != 0:
+        raise SSHError(f"cannot compute the checksum manifest of {path} on {session.endpoint.label}: {_tail(r.stderr)}",
+                       host=session.endpoint.address, command=r.command, status=r.status)
+    return parse_manifest(path, r.stdout)
+
+
+# ------------------------------------------------------------------ rsync (pure builder + stats)
+
+@dataclass(frozen=True)
+class RsyncSpec:
+    """An rsync run ON the legacy host, pushing ``source_path`` to ``dest_user@dest_host:dest_path``."""
+
+    source_path: str
+    dest_host: str  # the target's address as the legacy host reaches it
+    dest_path: str
+    identity: str  # per-migration private key, on the legacy host
+    known_hosts: str  # on the legacy host, holding only the target's key
+    dest_user: str = "root"
+    dest_port: int = 22
+    make_dest: bool = True  # create dest_path's parents on the target (older rsync has no --mkpath)
+    bwlimit_kib: int | None = None
+    # compare contents, not size+mtime: for the pass after a manifest mismatch (a file rewritten with the
+    # same size within the mtime granularity of the last sync is otherwise skipped by rsync's quick check)
+    checksum: bool = False
+
+
+def rsync_ssh_command(spec: RsyncSpec) -> str:
+    return shlex.join(["ssh", "-i", spec.identity, "-o", "StrictHostKeyChecking=yes",
+                       "-o", f"UserKnownHostsFile={spec.known_hosts}", "-o", "GlobalKnownHostsFile=/dev/null",
+                       "-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes", "-p", str(spec.dest_port)])
+
+
+def rsync_argv(spec: RsyncSpec) -> list[str]:
+    """The exact argv (pure). Trailing slashes: the *contents* of source_path land in dest_path."""
+    host = f"[{spec.dest_host}]" if ":" in spec.dest_host else spec.dest_host
+    argv = ["rsync", "-a", "--delete", "--numeric-ids", "--stats", "-e", rsync_ssh_command(spec)]
+    if spec.make_dest:
+        argv += [f"--rsync-path=mkdir -p {shlex.quote(spec.dest_path)} && rsync"]
+    if spec.bwlimit_kib:
+        argv += [f"--bwlimit={spec.bwlimit_kib}"]
+    if spec.checksum:
+        argv += ["--checksum"]
+    return argv + [spec.source_path.rstrip("/") + "/", f"{spec.dest_user}@{host}:{spec.dest_path.rstrip('/')}/"]
+
+
+def rsync_command(spec: RsyncSpec) -> str:
+    """The shell line run on the legacy host (C locale so ``--stats`` numbers parse the same everywhere)."""
+    return "LC_ALL=C " + shlex.join(rsync_argv(spec))
+
+
+@dataclass(frozen=True)
+class RsyncStats:
+    files: int  # entries considered (files, dirs, links)
+    files_transferred: int  # regular files whose data was (re)sent
+    total_size: int  # bytes in the source tree
+    transferred_size: int  # bytes of the files that changed
+    literal_data: int  # bytes sent as data (the delta)
+    matched_data: int  # bytes the target already had
+    bytes_sent: int  # on the wire, from the source
+    bytes_received: int
+
+
+_STATS = {
+    "files": r"Number of files: ([\d,.]+)",
+    "files_transferred": r"Number of regular files transferred: ([\d,.]+)",
+    "total_size": r"Total file size: ([\d,.]+) bytes",
+    "transferred_size": r"Total transferred file size: ([\d,.]+) bytes",
+    "literal_data": r"Literal data: ([\d,.]+) bytes",
+    "matched_data": r"Matched data: ([\d,.]+) bytes",
+    "bytes_sent": r"Total bytes sent: ([\d,.]+)",
+    "bytes_received": r"Total bytes received: ([\d,.]+)",
+}
+
+
+def parse_rsync_stats(output: str) -> RsyncStats:
+    """Read ``rsync --stats`` (rsync 3.x; thousands separators allowed). ValueError if the block is missing."""
+    values: dict[str, int] = {}
+    for name, pattern in _STATS.items():
+        m = re.search(pattern, output)
+        if m is None:
+            if name == "files_transferred":  # rsync < 3.1 says "Number of files transferred"
+                m = re.search(r"Number of files transferred: ([\d,.]+)", output)
+            if m is None:
+                raise ValueError(f"no '{pattern.split(':')[0]}' line in rsync output (was --stats given?)")
+        values[name] = int(re.sub(r"[,.]", "", m.group(1)))
+    return RsyncStats(**values)
+
+
+def push(source: SSHSession, spec: RsyncSpec, *, timeout: float = 24 * 3600.0) -> RsyncStats:
+    """Run the rsync on the legacy host; raises SSHError with rsync's exit status and stderr."""
+    r = source.run(rsync_command(spec), check=False, timeout=timeout)
+    if r.status not in (0, RSYNC_PARTIAL_OK):
+        raise SSHError(f"rsync on {source.endpoint.label} to {spec.dest_host}:{spec.dest_path} failed (exit {r.status}): "
+                       f"{_tail(r.stderr)}", hint="see rsync(1) EXIT VALUES; the target keeps what was copied and the "
+                       "next sync resumes", host=source.endpoint.address, command=r.command, status=r.status,
+                       stderr=_tail(r.stderr))
+    return parse_rsync_stats(r.stdout)
+
+
+# ------------------------------------------------------------------ per-migration key
+
+@dataclass(frozen=True)
+class MigrationKey:
+    mig_id: str
+    private_path: str  # on the source
+    public_key: str  # "ssh-ed25519 AAAA... govcloud-mig-<id>"
+    known_hosts_path: str  # on the source: the target's host key only
+    authorized_line: str  # what the target's authorized_keys got
+
+    @property
+    def key_body(self) -> str:
+        return self.public_key.split()[1]
+
+
+def _check_mig_id(mig_id: str) -> str:
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", mig_id):
+        raise ValueError(f"migration id {mig_id!r}: letters, digits, '_', '.', '-' only")
+    return mig_id
+
+
+def authorized_keys_line(public_key: str, source_ip: str, expires: datetime | None = None) -> str:
+    """``from="<source ip>",restrict[,expiry-time="...Z"] <key>``: usable only from the legacy host, no
+    forwarding, no pty; ``expires`` (UTC) is the safety net for a controller that dies before revoking
+    (established sessions continue; OpenSSH >= 8.2 on the target, which new cloud servers have)."""
+    ipaddress.ip_address(source_ip)  # ValueError on anything else (no patterns, no quotes)
+    parts = public_key.split()
+    if len(parts) < 2 or not parts[0].startswith("ssh-"):
+        raise ValueError(f"not an OpenSSH public key: {public_key[:40]!r}")
+    options = f'from="{source_ip}",restrict'
+    if expires is not None:
+        options += f',expiry-time="{expires.astimezone(UTC).strftime("%Y%m%d%H%M%S")}Z"'
+    return f"{options} {' '.join(parts)}"
+
+
+def known_hosts_lines(known_hosts: Path, entry: str) -> list[str]:
+    """The controller's (already trusted) key lines for one host, to hand to the legacy host."""
+    keys = paramiko.HostKeys(str(known_hosts)).lookup(entry) if known_hosts.is_file() else None
+    if not keys:
+        raise HostKeyError(f"host {entry} is not in known_hosts {known_hosts}", host=entry)
+    return [f"{entry} {k.get_name()} {k.get_base64()}" for k in keys.values()]
+
+
+def _home(session: SSHSession) -> str:
+    home = session.run('printf %s "$HOME"').stdout.strip()
+    if not home.startswith("/"):
+        raise SSHError(f"cannot find the home directory of {session.endpoint.user} on {session.endpoint.label}",
+                       host=session.endpoint.address)
+    return home
+
+
+def create_key(source: SSHSession, mig_id: str) -> tuple[str, str, str]:
+    """Generate the per-migration ed25519 key on the source; returns (private path, known_hosts path, public key)."""
+    base = f"{_home(source)}/.ssh/govcloud-mig-{_check_mig_id(mig_id)}"
+    q = shlex.quote(base)
+    r = source.run(f"umask 077 && mkdir -p \"$(dirname {q})\" && rm -f {q} {q}.pub && "
+                   f"ssh-keygen -q -t ed25519 -N '' -C govcloud-mig-{mig_id} -f {q} && cat {q}.pub")
+    return base, f"{base}.known_hosts", r.stdout.strip()
+
+
+def authorize(target: SSHSession, line: str) -> None:
+    """Append ``line`` to the target user's authorized_keys once (idempotent)."""
+    target.run('umask 077 && mkdir -p "$HOME/.ssh" && f="$HOME/.ssh/authorized_keys" && touch "$f" && '
+               'IFS= read -r line && (grep -qxF -- "$line" "$f" || printf "%s\\n" "$line" >> "$f")',
+               input=line + "\n")
+
+
+def revoke(target: SSHSession, key_body: str) -> None:
+    """Remove every authorized_keys line carrying ``key_body`` (or a comment such as ``govcloud-mig-<id>``,
+    what resume uses after a crash); rewritten in place (mode and owner kept)."""
+    target.run('f="$HOME/.ssh/authorized_keys"; [ -f "$f" ] || exit 0; IFS= read -r body; '
+               'grep -vF -- "$body" "$f" > "$f.govcloud-tmp" || true; cat "$f.govcloud-tmp" > "$f"; rm -f "$f.govcloud-tmp"',
+               input=key_body + "\n")
+
+
+def is_authorized(target: SSHSession, key_body: str) -> bool:
+    r = target.run('IFS= read -r body; grep -qF -- "$body" "$HOME/.ssh/authorized_keys"', check=False, input=key_body + "\n")
+    return r.status == 0
+
+
+def remove_key_files(source: SSHSession, key: MigrationKey) -> None:
+    q = shlex.quote(key.private_path)
+    source.run(f"rm -f {q} {q}.pub {shlex.quote(key.known_hosts_path)}")
+
+
+@contextlib.contextmanager
+def transfer_key(source: SSHSession, target: SSHSession, *, mig_id: str, source_ip: str,
+                 target_host_keys: Sequence[str], lifetime: timedelta = timedelta(hours=24)) -> Iterator[MigrationKey]:
+    """A per-migration key, authorised on the target only for the ``with`` block (and at most ``lifetime``)
+    and only from ``source_ip``;
+    the target's host key lines go to a known_hosts of their own on the source. Removed on the way out,
+    also when the block fails (a failing removal is raised unless another error is already on its way)."""
+    priv, kh, pub = create_key(source, mig_id)
+    key = MigrationKey(mig_id=mig_id, private_path=priv, public_key=pub, known_hosts_path=kh,
+                       authorized_line=authorized_keys_line(pub, source_ip, datetime.now(UTC) + lifetime))
+    in_error = False
+    try:
+        source.run(f"umask 077 && cat > {shlex.quote(kh)}", input="".join(f"{line}\n" for line in target_host_keys))
+        authorize(target, key.authorized_line)
+        yield key
+    except BaseException:
+        in_error = True
+        raise
+    finally:
+        failed: list[str] = []
+        steps: tuple[tuple[str, Callable[[], None]], ...] = (
+            ("revoke on target", lambda: revoke(target, key.key_body)),
+            ("remove key files on source", lambda: remove_key_files(source, key)))
+        for what, fn in steps:
+            try:
+                fn()
+            except (SSHError, OSError, paramiko.SSHException) as exc:
+                log.error("per-migration key %s: %s failed: %s", mig_id, what, exc)
+                failed.append(f"{what}: {exc}")
+        if failed and not in_error:
+            raise SSHError(f"per-migration key {mig_id} could not be fully removed: {'; '.join(failed)}",
+                           hint=f"remove lines containing govcloud-mig-{mig_id} from the target's authorized_keys by hand",
+                           host=target.endpoint.address)
