@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import heapq
 from dataclasses import dataclass
 
 import networkx as nx
@@ -35,12 +36,34 @@ def dependency_graph(inventory: Inventory) -> nx.DiGraph:
 
 
 def components_in_order(graph: nx.DiGraph) -> list[Component]:
-    """Components in a deterministic topological order (ties broken by smallest member id)."""
-    cond = nx.condensation(graph)
-    mapping: dict[int, tuple[str, ...]] = {n: tuple(sorted(cond.nodes[n]["members"])) for n in cond.nodes}
-    order = list(nx.lexicographical_topological_sort(cond, key=lambda n: mapping[n][0]))
-    position = {n: i for i, n in enumerate(order)}
-    return [
-        Component(position[n], mapping[n], tuple(sorted(position[p] for p in cond.predecessors(n))))
-        for n in order
-    ]
+    """Components in a deterministic topological order (ties broken by smallest member id).
+
+    networkx finds the components; the ordering is a Kahn walk with a heap, which is several times
+    faster than building a condensation graph at ten thousand systems.
+    """
+    members = [tuple(sorted(c)) for c in nx.strongly_connected_components(graph)]
+    comp_of: dict[str, int] = {}
+    for i, ms in enumerate(members):
+        for m in ms:
+            comp_of[m] = i
+    preds: list[set[int]] = [set() for _ in members]
+    succs: list[set[int]] = [set() for _ in members]
+    for u, v in graph.edges():
+        cu, cv = comp_of[u], comp_of[v]
+        if cu != cv:
+            preds[cv].add(cu)
+            succs[cu].add(cv)
+    missing = [len(p) for p in preds]
+    heap = [(members[i][0], i) for i in range(len(members)) if missing[i] == 0]
+    heapq.heapify(heap)
+    position: dict[int, int] = {}
+    order: list[int] = []
+    while heap:
+        _, i = heapq.heappop(heap)
+        position[i] = len(order)
+        order.append(i)
+        for j in succs[i]:
+            missing[j] -= 1
+            if missing[j] == 0:
+                heapq.heappush(heap, (members[j][0], j))
+    return [Component(position[i], members[i], tuple(sorted(position[p] for p in preds[i]))) for i in order]
