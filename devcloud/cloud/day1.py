@@ -14,6 +14,8 @@ from devcloud.cloud.register import connect
 from devcloud.cloud.topology import region_by_name
 
 FLAVORS = [("m1.tiny", 1, 512, 1), ("m1.small", 1, 2048, 20), ("m1.medium", 2, 4096, 40), ("m1.large", 4, 8192, 80)]
+# the government cloud's general-purpose family (1 vCPU : 4 GB), sized for the example's systems
+FLAVORS += [(f"gov.{c}c{4 * c}g", c, 4 * c * 1024, 40 * c) for c in (2, 4, 8, 16, 32, 64)]
 IMAGE = "fake-image"
 PUBLIC_CIDR, PUBLIC_GW, PUBLIC_POOL = "172.24.4.0/24", "172.24.4.1", ("172.24.4.10", "172.24.4.250")
 

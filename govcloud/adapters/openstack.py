@@ -270,7 +270,7 @@ class OpenStackCloud:
         url = getattr(exc, "url", None) or ""
         method = getattr(getattr(exc, "response", None), "request", None)
         method_s = getattr(method, "method", "") if method is not None else ""
-        details = getattr(exc, "details", None) or str(exc)
+        details = _body_message(getattr(exc, "response", None)) or getattr(exc, "details", None) or str(exc)
         text = str(details).strip().replace("\n", " ")[:400]
         where = self.region_name(region)
         msg = (f"{what} in {where} failed: {('HTTP ' + str(status) + ': ') if status else ''}{text}"
@@ -735,7 +735,7 @@ class OpenStackCloud:
                       recheck=lambda: self._find(lambda: c.network.security_groups(name=ch.name, project_id=pid), ch.name))
         self._tag(ch, g, p["tags"])
         self._remember(ch.key, g.id)
-        self._sync_rules(ch, g.id, pid, set(p["rules"]))
+        self._sync_rules(ch, g.id, pid, set(p["rules"]), fresh=True)
         return g.id  # type: ignore[no-any-return]
 
     def _update_security_group(self, ch: Change) -> str:
@@ -750,43 +750,45 @@ class OpenStackCloud:
         self._sync_rules(ch, ch.observed_id, pid, set(p["rules"]))
         return ch.observed_id
 
-    def _sync_rules(self, ch: Change, sg_id: str, project_id: str, wanted: set[str]) -> None:
+    def _sync_rules(self, ch: Change, sg_id: str, project_id: str, wanted: set[str], *, fresh: bool = False) -> None:
+        """Make the group's ingress IPv4 rules exactly ``wanted``: extra ones removed, missing ones added
+        in one bulk POST (atomic in Neutron). A fresh group has no ingress rules, so it is not listed."""
         c = self.conn(ch.region)
-        existing = self.call(lambda: list(c.network.security_group_rules(security_group_id=sg_id)), region=ch.region,
-                             what=f"list rules of {ch.name}")
-        have: dict[str, list[str]] = {}
-        for r in existing:
-            text = rule_string(r)
-            if text is not None:
-                have.setdefault(text, []).append(r.id)
+
+        def listed() -> dict[str, list[str]]:
+            out: dict[str, list[str]] = {}
+            for r in c.network.security_group_rules(security_group_id=sg_id):
+                text = rule_string(r)
+                if text is not None:
+                    out.setdefault(text, []).append(r.id)
+            return out
+
+        have = {} if fresh else self.call(listed, region=ch.region, what=f"list rules of {ch.name}")
         for text, ids in sorted(have.items()):
             extra = ids if text not in wanted else ids[1:]
             for rid in extra:
                 def remove(rid: str = rid) -> None:
                     c.network.delete_security_group_rule(rid, ignore_missing=True)
 
-                try:
-                    self.call(remove, region=ch.region, what=f"remove rule {text} from {ch.name}")
-                except OpenStackError as exc:
-                    if exc.status != 404:
-                        raise
-        for text in sorted(wanted - set(have)):
-            attrs = parse_rule(text)
+                self.call(remove, region=ch.region, what=f"remove rule {text} from {ch.name}")
+        missing = sorted(wanted - set(have))
+        if not missing:
+            return
+        data = [{"security_group_id": sg_id, "project_id": project_id, **parse_rule(t)} for t in missing]
 
-            def made(text: str = text) -> Any | None:
-                for r in c.network.security_group_rules(security_group_id=sg_id):
-                    if rule_string(r) == text:
-                        return r
-                return None
+        def made() -> list[Any] | None:
+            now = listed()
+            return [] if all(t in now for t in missing) else None
 
-            def add(attrs: dict[str, Any] = attrs) -> Any:
-                return c.network.create_security_group_rule(security_group_id=sg_id, project_id=project_id, **attrs)
+        def add() -> list[Any]:
+            return list(c.network.create_security_group_rules(data))
 
-            try:
-                self.call(add, region=ch.region, what=f"add rule {text} to {ch.name}", recheck=made)
-            except OpenStackError as exc:
-                if exc.status != 409:  # 409 = the rule exists (a lost response): fine
-                    raise
+        try:
+            self.call(add, region=ch.region, what=f"add {len(missing)} rule(s) to {ch.name}", recheck=made)
+        except OpenStackError as exc:
+            if exc.status != 409:  # 409 = a rule exists already (a run racing this one): re-sync one by one
+                raise
+            self._sync_rules(ch, sg_id, project_id, wanted)
 
     def _delete_security_group(self, ch: Change) -> str:
         c = self.conn(ch.region)
@@ -850,6 +852,21 @@ class OpenStackCloud:
                 c.close()
             except Exception:  # closing is best effort
                 log.debug("closing a connection failed", exc_info=True)
+
+
+def _body_message(resp: Any) -> str:
+    """The service's own message from an error body (Neutron, Nova and Keystone nest it differently)."""
+    if resp is None:
+        return ""
+    try:
+        doc = resp.json()
+    except Exception:  # not JSON: the caller falls back to the SDK's text
+        return ""
+    if isinstance(doc, dict):
+        for value in (doc, *doc.values()):
+            if isinstance(value, dict) and isinstance(value.get("message"), str):
+                return str(value["message"])
+    return ""
 
 
 def _is_transport(exc: Exception) -> bool:

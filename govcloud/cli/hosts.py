@@ -30,17 +30,20 @@ def hosts() -> None:
 @click.option("--hosts-file", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="YAML list of hosts outside OpenStack (site infrastructure): name, address, site, role, ssh_key.")
 @click.option("--no-servers", is_flag=True, help="Only the --hosts-file hosts, not the OpenStack servers.")
+@click.option("--control-path-dir", type=click.Path(file_okay=False, path_type=Path), envvar="GOVCLOUD_SSH_CONTROL_PATH_DIR",
+              default=None, help="Directory for ssh ControlPath sockets (default: the state dir) [env GOVCLOUD_SSH_CONTROL_PATH_DIR].")
 @click.option("--forks", type=click.IntRange(min=1, max=100), default=10, show_default=True)
 @pass_app
 def configure_cmd(app: AppContext, limit: str, known_hosts: Path, ssh_key: Path | None, baseline_root: str,
                   regions: tuple[str, ...], clouds_yaml: Path | None, hosts_file: Path | None, no_servers: bool,
-                  forks: int) -> int:
+                  control_path_dir: Path | None, forks: int) -> int:
     """Run the baseline; a failing host is reported with its failed task while the others complete."""
     from govcloud.services.hosts import HostsOptions, configure, raise_for_failures
 
     result = configure(app.root, HostsOptions(known_hosts=known_hosts, ssh_key=ssh_key, limit=limit, baseline_root=baseline_root,
                                               regions=regions, clouds_yaml=clouds_yaml, forks=forks,
-                                              hosts_file=hosts_file, include_servers=not no_servers))
+                                              hosts_file=hosts_file, include_servers=not no_servers,
+                                              control_path_dir=control_path_dir))
     if app.json:
         app.emit_json({"run_id": result.run_id, "status": result.status, "changed": result.changed,
                        "artifacts": result.artifact_dir,

@@ -59,12 +59,14 @@ def diff(
     known_departments: Iterable[str] = (),
     scoped_departments: Iterable[str] = (),
     ops_cidrs: Iterable[str] = (),
+    every_region: bool = True,
 ) -> ProvisionPlan:
     """The plan that takes ``observed`` to ``desired``.
 
     ``known_departments``: every department of the inventory (an orphan is a managed object of a
     department outside it, or one its department no longer wants). ``scoped_departments``: when given
-    (``--department``), only those departments' orphans are considered.
+    (``--department``), only those departments' orphans are considered. ``every_region``: all of the
+    topology's regions are in scope (only then may a department's Keystone project be pruned).
     """
     want = desired.by_key()
     have = observed.by_key()
@@ -138,7 +140,6 @@ def diff(
     known = set(known_departments)
     scope = set(scoped_departments)
     regions = set(desired.regions)
-    all_regions = not regions or set(observed.regions) <= regions
     orphans: list[ObservedResource] = []
     for key, found in sorted(have.items()):
         if key in want:
@@ -150,7 +151,7 @@ def diff(
                 continue
             if o.department in known and o.department not in desired.departments:
                 continue  # filtered out by --department, not orphaned
-            if o.region == GLOBAL and not all_regions:
+            if o.region == GLOBAL and not every_region:
                 continue  # a project goes only when every region is in scope
             if o.region != GLOBAL and regions and o.region not in regions:
                 continue

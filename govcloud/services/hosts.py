@@ -35,6 +35,7 @@ class HostsOptions:
     project_dir: Path = PLAYBOOKS
     hosts_file: Path | None = None  # hosts not in OpenStack (site infrastructure), see targets_from_file
     include_servers: bool = True
+    control_path_dir: Path | None = None  # ssh ControlPath sockets (the lab closes those in <lab>/cp on down)
 
 
 def targets_from_servers(servers: list[dict[str, object]], inventory: Inventory) -> list[Target]:
@@ -115,7 +116,8 @@ def configure(root: Path, options: HostsOptions, *, cloud: OpenStackCloud | None
     spec = RunSpec(run_id=run_id, state_dir=state, project_dir=options.project_dir, playbook=options.playbook,
                    targets=tuple(targets), ssh_key=key, known_hosts=options.known_hosts,
                    baseline_root=options.baseline_root, limit=options.limit, forks=options.forks,
-                   extravars=(("govcloud_precheck_controller_machine_id", controller_machine_id()),))
+                   extravars=(("govcloud_precheck_controller_machine_id", controller_machine_id()),),
+                   control_path_dir=options.control_path_dir)
     return run_playbook(runner_kwargs(spec))
 
 

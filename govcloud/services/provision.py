@@ -96,6 +96,10 @@ def open_cloud(inventory: Inventory, options: ProvisionOptions, public_key: str,
                           overrides={r: dict(kv) for r, kv in options.overrides})
 
 
+def _all_regions(inventory: Inventory) -> set[str]:
+    return {r.name for r in inventory.topology.regions}
+
+
 def _regions(inventory: Inventory, options: ProvisionOptions) -> tuple[str, ...]:
     names = tuple(r.name for r in inventory.topology.regions)
     return tuple(r for r in names if not options.regions or r in options.regions)
@@ -119,7 +123,7 @@ def make_plan(root: Path, options: ProvisionOptions, cloud: OpenStackCloud | Non
                            regions=options.regions, departments=options.departments)
     desired = build_desired(inventory, dopts, existing_blocks(observed.resources, inventory))
     plan = diff(desired, observed, prune=options.prune, known_departments=known, scoped_departments=options.departments,
-                ops_cidrs=inventory.topology.ops_cidrs)
+                ops_cidrs=inventory.topology.ops_cidrs, every_region=set(regions) >= _all_regions(inventory))
     plan = replace(plan, inventory_digest=inventory.digest,
                    created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"))
     return plan, inventory, cloud
@@ -148,7 +152,7 @@ def check_saved_plan(root: Path, saved: ProvisionPlan, options: ProvisionOptions
     observed = cloud.read(regions)
     desired = Desired(saved.desired, (), saved.departments, saved.regions)
     now = diff(desired, observed, prune=saved.prune, known_departments=saved.known_departments,
-               scoped_departments=saved.scoped_departments)
+               scoped_departments=saved.scoped_departments, every_region=set(regions) >= _all_regions(inventory))
     if not same_changes(now.changes, saved.changes):
         old = {(c.key, c.action) for c in saved.changes}
         new = {(c.key, c.action) for c in now.changes}

@@ -20,7 +20,12 @@ def devcloud_cloud() -> Iterator[CloudSession]:
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Everything under tests/integration is an integration test."""
+    """Everything under tests/integration is an integration test; `lifecycle` tests run last.
+
+    Lifecycle tests crash, reset or stop the shared cloud; run last, they cannot pull it from
+    under another module's tests.
+    """
     for item in items:
         if "tests/integration/" in str(item.fspath).replace("\\", "/"):
             item.add_marker(pytest.mark.integration)
+    items.sort(key=lambda item: item.get_closest_marker("lifecycle") is not None)

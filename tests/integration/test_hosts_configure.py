@@ -108,10 +108,11 @@ def servers(session: CloudSession, lab: Any, tmp_path_factory: pytest.TempPathFa
                 os.environ[k] = v
 
 
-def configure(servers: dict[str, Any]) -> tuple[int, dict[str, Any], str]:
+def configure(servers: dict[str, Any], *, root: str = ROOT_PREFIX, limit: str = "") -> tuple[int, dict[str, Any], str]:
     lab = servers["lab"]
     rc, out, err = govcloud(servers["root"], "--output", "json", "hosts", "configure", "--known-hosts", str(lab.known_hosts),
-                            "--baseline-root", ROOT_PREFIX, "--limit", f"dept_{servers['dept'].replace('-', '_')}")
+                            "--control-path-dir", str(lab.paths.lab / "cp"), "--baseline-root", root,
+                            "--limit", limit or f"dept_{servers['dept'].replace('-', '_')}")
     return rc, json.loads(out), err
 
 
@@ -147,3 +148,13 @@ def test_a_failing_host_is_named_with_its_task_and_the_others_complete(servers: 
         assert others and all(h["failed"] == 0 and h["ok"] > 5 for h in others)
     finally:
         lab.exec(bad, ["rm", "-f", f"{ROOT_PREFIX}/etc"])
+
+
+def test_writing_the_real_etc_of_a_lab_host_is_refused(servers: dict[str, Any]) -> None:
+    """Lab hosts share /etc with this machine: the precheck must stop a baseline aimed at "/"."""
+    name = servers["names"][0]
+    rc, doc, err = configure(servers, root="/", limit=name)
+    assert rc == 1
+    (host,) = doc["hosts"]
+    assert host["failed_task"] == "Assert the host does not share /etc with the controller when writing to /"
+    assert host["changed"] == 0

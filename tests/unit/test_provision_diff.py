@@ -115,6 +115,12 @@ def test_orphans_are_reported_and_deleted_only_with_prune_in_dependency_order(de
     assert len(proj.depends) == len(zsj_keys) - 1  # everything else goes first
     net = next(c for c in deletes if c.kind == "network" and c.region == "gz" and c.name == "gov-zsj-app")
     assert net.depends == ("gz/subnet/gov-zsj-app",)
+    # one region only: the region's objects go, the Keystone project stays
+    gz_only = build_desired(inv2, DesiredOptions(public_key=KEY, departments=("hrss",), regions=("gz",)))
+    partial = diff(gz_only, Observed(tuple(o for o in obs if o.region in ("gz", "global")), FLAVORS, IMAGES, ("gz",)),
+                   known_departments=["hrss"], prune=True, every_region=False)
+    kinds = {(c.region, c.kind) for c in partial.changes if c.action is Action.DELETE}
+    assert ("gz", "network") in kinds and ("global", "project") not in kinds
     # scoped prune: naming another department leaves zsj alone
     scoped = diff(only_hrss, keep, known_departments=["hrss"], prune=True, scoped_departments=["other"])
     assert not [c for c in scoped.changes if c.action is Action.DELETE]
