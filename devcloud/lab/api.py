@@ -148,7 +148,8 @@ class Lab:
             try:
                 wait_for(lambda: not _live_lab_sockets(), timeout=guard_wait, interval=0.1, what="lab sockets")
             except TimeoutError:
-                log.warning("sockets into %s remain; keeping the guard route", net.LAB_NET)
+                log.warning("sockets into %s remain; keeping the guard route: %s", net.LAB_NET,
+                            "; ".join(_live_lab_sockets(with_process=True)))
                 rep.guard_kept = True
             if not rep.guard_kept and net.guard_present():
                 net.remove_guard()
@@ -406,10 +407,11 @@ def _next_free(s: net.Site, used: Iterable[str]) -> IPv4Address:
     raise net.LabError(f"site {s.name} has no free address")
 
 
-def _live_lab_sockets() -> list[str]:
+def _live_lab_sockets(*, with_process: bool = False) -> list[str]:
     """Non-TIME-WAIT TCP sockets in the root namespace whose peer is in the lab range."""
     out = subprocess.run(
-        ["ss", "-tanH", "exclude", "time-wait", "dst", str(net.LAB_NET)], capture_output=True, text=True, check=False
+        ["ss", "-tanH" + ("p" if with_process else ""), "exclude", "time-wait", "dst", str(net.LAB_NET)],
+        capture_output=True, text=True, check=False,
     ).stdout
     return [ln for ln in out.splitlines() if ln.strip()]
 

@@ -221,7 +221,12 @@ def run_playbook(kwargs: Mapping[str, Any]) -> RunResult:
         return True  # keep the event in the artifacts too
 
     Path(kwargs["private_data_dir"]).mkdir(parents=True, exist_ok=True)
-    runner = ansible_runner.run(**kwargs, event_handler=on_event)
+    control_dir = kwargs.get("envvars", {}).get("ANSIBLE_SSH_CONTROL_PATH_DIR")
+    try:
+        runner = ansible_runner.run(**kwargs, event_handler=on_event)
+    finally:
+        if control_dir:
+            close_control_masters(Path(control_dir))
     scrub_command_artifact(Path(str(kwargs["artifact_dir"])) / str(kwargs["ident"]) / "command", set(kwargs.get("envvars", {})))
     stats = runner.stats or {}
     names = sorted({h for per in stats.values() if isinstance(per, dict) for h in per}
@@ -229,6 +234,25 @@ def run_playbook(kwargs: Mapping[str, Any]) -> RunResult:
     hosts = results_from(runner.stats, events, names)
     return RunResult(str(kwargs.get("ident", "")), str(runner.status), int(runner.rc or 0), hosts,
                      str(Path(str(kwargs.get("artifact_dir", ""))) / str(kwargs.get("ident", ""))))
+
+
+def close_control_masters(control_dir: Path) -> int:
+    """``ssh -O exit`` every ControlPersist master Ansible left in ``control_dir``.
+
+    A run must not leave ssh processes behind: they would hold connections to hosts after
+    govcloud returned (and keep a lab's guard route from being removed).
+    """
+    import subprocess
+
+    closed = 0
+    if not control_dir.is_dir():
+        return closed
+    for sock in control_dir.iterdir():
+        if sock.is_socket():
+            subprocess.run(["ssh", "-o", f"ControlPath={sock}", "-O", "exit", "govcloud-host"],
+                           capture_output=True, timeout=10, check=False)
+            closed += 1
+    return closed
 
 
 def scrub_command_artifact(path: Path, keep: set[str]) -> None:
