@@ -8,7 +8,7 @@ objects (one Keystone serves every region). ``params`` holds only what govcloud 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from enum import Enum
 from typing import Any
 
@@ -67,6 +67,32 @@ def key_of(region: str, kind: str, name: str) -> str:
     return f"{region}/{kind}/{name}"
 
 
+def _record_to_dict(record: Any) -> dict[str, Any]:
+    """A resource record as JSON data: params thawed, depends as a list, other fields as they are."""
+    out: dict[str, Any] = {}
+    for f in fields(record):
+        value = getattr(record, f.name)
+        if f.name == "params":
+            value = {k: thaw(v) for k, v in value}
+        elif f.name == "depends":
+            value = list(value)
+        out[f.name] = value
+    return out
+
+
+def _record_kwargs(cls: type, d: Mapping[str, Any]) -> dict[str, Any]:
+    """Constructor arguments for ``cls`` from JSON data (the inverse of :func:`_record_to_dict`)."""
+    kwargs: dict[str, Any] = {}
+    for f in fields(cls):
+        if f.name == "params":
+            kwargs["params"] = make_params(d.get("params", {}))
+        elif f.name == "depends":
+            kwargs["depends"] = tuple(d.get("depends", ()))
+        elif f.name in d:
+            kwargs[f.name] = bool(d[f.name]) if f.type in ("bool", bool) else str(d[f.name])
+    return kwargs
+
+
 @dataclass(frozen=True)
 class Resource:
     """One desired object. ``depends`` are keys of resources that must exist first."""
@@ -87,25 +113,11 @@ class Resource:
         return dict(self.params)
 
     def as_dict(self) -> dict[str, Any]:
-        return {
-            "kind": self.kind,
-            "region": self.region,
-            "department": self.department,
-            "name": self.name,
-            "params": {k: thaw(v) for k, v in self.params},
-            "depends": list(self.depends),
-        }
+        return _record_to_dict(self)
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Resource:
-        return cls(
-            kind=str(d["kind"]),
-            region=str(d["region"]),
-            department=str(d["department"]),
-            name=str(d["name"]),
-            params=make_params(d.get("params", {})),
-            depends=tuple(d.get("depends", ())),
-        )
+        return cls(**_record_kwargs(cls, d))
 
 
 @dataclass(frozen=True)
@@ -134,29 +146,11 @@ class ObservedResource:
         return dict(self.params)
 
     def as_dict(self) -> dict[str, Any]:
-        return {
-            "kind": self.kind,
-            "region": self.region,
-            "name": self.name,
-            "id": self.id,
-            "managed": self.managed,
-            "department": self.department,
-            "params": {k: thaw(v) for k, v in self.params},
-            "depends": list(self.depends),
-        }
+        return _record_to_dict(self)
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> ObservedResource:
-        return cls(
-            kind=str(d["kind"]),
-            region=str(d["region"]),
-            name=str(d["name"]),
-            id=str(d["id"]),
-            managed=bool(d["managed"]),
-            department=str(d.get("department", "")),
-            params=make_params(d.get("params", {})),
-            depends=tuple(d.get("depends", ())),
-        )
+        return cls(**_record_kwargs(cls, d))
 
 
 @dataclass(frozen=True)
