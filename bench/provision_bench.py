@@ -154,30 +154,10 @@ def cleanup(clouds_yaml: Path) -> None:
     from openstack.config import OpenStackConfig
     from openstack.connection import Connection
 
-    want = f"gov-{PREFIX}-"
+    from devcloud.testing import purge_prefixed
+
     cfg = OpenStackConfig(config_files=[str(clouds_yaml)], load_envvars=False)
-    for cloud in ("gz", "st"):
-        c = Connection(config=cfg.get_one(cloud=cloud))
-        for r in c.network.routers():
-            if r.name.startswith(want):
-                for p in c.network.ports(device_id=r.id, device_owner="network:router_interface"):
-                    for ip in p.fixed_ips:
-                        c.network.remove_interface_from_router(r, subnet=ip["subnet_id"])
-                c.network.delete_router(r)
-        for n in c.network.networks():
-            if n.name.startswith(want):
-                c.network.delete_network(n)
-        for g in c.network.security_groups():
-            if g.name.startswith(want):
-                c.network.delete_security_group(g)
-        for k in c.compute.keypairs():
-            if k.name.startswith(want):
-                c.compute.delete_keypair(k)
-        if cloud == "gz":
-            for p in c.identity.projects():
-                if p.name.startswith(want):
-                    c.identity.delete_project(p)
-        c.close()
+    purge_prefixed(lambda cloud: Connection(config=cfg.get_one(cloud=cloud)), PREFIX)
 
 
 def main() -> int:

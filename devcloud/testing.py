@@ -118,3 +118,45 @@ def cloud_session(paths: DevcloudPaths | None = None) -> Iterator[CloudSession]:
         yield CloudSession(clouds_yaml, started, paths)
     finally:
         teardown_cloud(started, paths)
+
+
+def purge_prefixed(connect: Any, prefix: str) -> None:
+    """Delete every object a test or benchmark made for departments named ``<prefix>-...`` in both regions.
+
+    ``connect(cloud)`` returns an openstacksdk connection. Servers and ports go by ``<prefix>``,
+    landing-zone objects by ``gov-<prefix>-`` (routers lose their interfaces first, networks their
+    ports). Untagged objects are included on purpose: a peer tool's objects carry no tags.
+    """
+    want = f"gov-{prefix}-"
+    for cloud in ("gz", "st"):
+        c = connect(cloud)
+        for s in c.compute.servers(all_projects=True):
+            if s.name.startswith((prefix, want)):
+                c.compute.delete_server(s, force=True)
+        for r in c.network.routers():
+            if r.name.startswith(want):
+                for p in c.network.ports(device_id=r.id, device_owner="network:router_interface"):
+                    for ip in p.fixed_ips:
+                        c.network.remove_interface_from_router(r, subnet=ip["subnet_id"])
+                c.network.delete_router(r)
+        for p in c.network.ports():
+            if (p.name or "").startswith((prefix, want)):
+                c.network.delete_port(p)
+        for n in c.network.networks():
+            if n.name.startswith(want):
+                for p in c.network.ports(network_id=n.id):
+                    c.network.delete_port(p)
+                c.network.delete_network(n)
+        for g in c.network.security_groups():
+            if g.name.startswith(want):
+                c.network.delete_security_group(g)
+        for k in c.compute.keypairs():
+            if k.name.startswith(want):
+                c.compute.delete_keypair(k)
+        for g in c.compute.server_groups(all_projects=True):
+            if g.name.startswith(want):
+                c.compute.delete_server_group(g)
+    c = connect("gz")
+    for p in c.identity.projects():
+        if p.name.startswith(want):
+            c.identity.delete_project(p)

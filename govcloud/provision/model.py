@@ -93,16 +93,13 @@ def _record_kwargs(cls: type, d: Mapping[str, Any]) -> dict[str, Any]:
     return kwargs
 
 
-@dataclass(frozen=True)
-class Resource:
-    """One desired object. ``depends`` are keys of resources that must exist first."""
+class _Record:
+    """What desired and observed records share: the key, params as a dict, JSON form."""
 
     kind: str
     region: str
-    department: str
     name: str
-    params: Params = ()
-    depends: tuple[str, ...] = ()
+    params: Params
 
     @property
     def key(self) -> str:
@@ -115,13 +112,26 @@ class Resource:
     def as_dict(self) -> dict[str, Any]:
         return _record_to_dict(self)
 
+
+@dataclass(frozen=True)
+class Resource(_Record):
+    """One desired object. ``depends`` are keys of resources that must exist first."""
+
+    kind: str
+    region: str
+    department: str
+    name: str
+    params: Params = ()
+    depends: tuple[str, ...] = ()
+
+
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Resource:
         return cls(**_record_kwargs(cls, d))
 
 
 @dataclass(frozen=True)
-class ObservedResource:
+class ObservedResource(_Record):
     """One object the cloud has, normalised by the adapter to the same ``params`` keys as desired.
 
     ``managed``: carries the ``govcloud:managed`` tag (or, for untaggable kinds, belongs to a managed
@@ -137,16 +147,6 @@ class ObservedResource:
     params: Params = ()
     depends: tuple[str, ...] = ()
 
-    @property
-    def key(self) -> str:
-        return key_of(self.region, self.kind, self.name)
-
-    @property
-    def p(self) -> dict[str, Any]:
-        return dict(self.params)
-
-    def as_dict(self) -> dict[str, Any]:
-        return _record_to_dict(self)
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> ObservedResource:

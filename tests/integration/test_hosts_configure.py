@@ -22,7 +22,7 @@ import pytest
 from click.testing import CliRunner
 
 from devcloud.procs import wait_for
-from devcloud.testing import CloudSession, cloud_session
+from devcloud.testing import CloudSession, purge_prefixed
 
 pytestmark = pytest.mark.integration
 
@@ -32,8 +32,8 @@ ROOT_PREFIX = "/srv/govcloud-root"  # lab hosts share /etc with this machine: ne
 
 
 @pytest.fixture(scope="module")
-def session() -> Iterator[CloudSession]:
-    yield from cloud_session()
+def session(devcloud_cloud: CloudSession) -> CloudSession:
+    return devcloud_cloud
 
 
 @pytest.fixture(scope="module")
@@ -98,9 +98,7 @@ def servers(session: CloudSession, lab: Any, tmp_path_factory: pytest.TempPathFa
             wait_for(lambda: not [s for s in admin.compute.servers(all_projects=True) if s.id in made], timeout=120,
                      interval=1, what="test servers deleted")
             reconcile(lab, clouds_yaml=session.clouds_yaml)
-        from tests.integration.test_provision import cleanup
-
-        cleanup(session, prefix)
+        purge_prefixed(session.connect, prefix)
         for k, v in old.items():
             if v is None:
                 os.environ.pop(k, None)

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from devcloud.testing import CloudSession, cloud_session
+from devcloud.testing import CloudSession, purge_prefixed
 
 pytestmark = pytest.mark.integration
 
@@ -63,45 +63,13 @@ def make_project(root: Path, prefix: str) -> None:
 
 
 def cleanup(session: CloudSession, prefix: str) -> None:
-    """Remove every object of the prefix's departments, in both regions (best effort, then verify)."""
-    want = f"gov-{prefix}-"
-    for cloud in ("gz", "st"):
-        c = session.connect(cloud)
-        for s in c.compute.servers(all_projects=True):
-            if s.name.startswith(prefix):
-                c.compute.delete_server(s, force=True)
-        for r in c.network.routers():
-            if r.name.startswith(want):
-                for p in c.network.ports(device_id=r.id, device_owner="network:router_interface"):
-                    for ip in p.fixed_ips:
-                        c.network.remove_interface_from_router(r, subnet=ip["subnet_id"])
-                c.network.delete_router(r)
-        for p in c.network.ports():
-            if (p.name or "").startswith(prefix):
-                c.network.delete_port(p)
-        for n in c.network.networks():
-            if n.name.startswith(want):
-                for p in c.network.ports(network_id=n.id):
-                    c.network.delete_port(p)
-                c.network.delete_network(n)
-        for g in c.network.security_groups():
-            if g.name.startswith(want):
-                c.network.delete_security_group(g)
-        for k in c.compute.keypairs():
-            if k.name.startswith(want):
-                c.compute.delete_keypair(k)
-        for g in c.compute.server_groups(all_projects=True):
-            if g.name.startswith(want):
-                c.compute.delete_server_group(g)
-    c = session.connect("gz")
-    for p in c.identity.projects():
-        if p.name.startswith(want):
-            c.identity.delete_project(p)
+    """Remove every object of the prefix's departments, in both regions."""
+    purge_prefixed(session.connect, prefix)
 
 
 @pytest.fixture(scope="module")
-def session() -> Iterator[CloudSession]:
-    yield from cloud_session()
+def session(devcloud_cloud: CloudSession) -> CloudSession:
+    return devcloud_cloud
 
 
 @pytest.fixture(scope="module")
