@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Set up everything govcloud, its demo and its tests need on a fresh Debian 12 machine (as root):
 # the project venv (.venv) with govcloud installed, then devcloud's own prerequisites (MariaDB,
-# RabbitMQ, the OpenStack services' separate venv, sshd/rsync/iproute2 for the lab).
+# RabbitMQ, the OpenStack services' separate venv, sshd/rsync/iproute2 for the lab) and Prometheus.
 # Idempotent: a second run only checks. Never starts a system-wide service.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -25,3 +25,6 @@ export PATH="$PWD/.venv/bin:$PATH"
 step "devcloud prerequisites (apt packages, OpenStack venv)"
 .venv/bin/devcloud install
 .venv/bin/devcloud lab install
+
+step "monitoring tools (Prometheus, promtool, Alertmanager from Debian; no service started)"
+bash scripts/install-monitoring.sh

@@ -77,6 +77,7 @@ def cli(ctx: click.Context, root: Path | None, output: str, debug: bool, verbose
 
 def _register() -> None:
     from govcloud.cli.audit import audit
+    from govcloud.cli.exporter import exporter
     from govcloud.cli.hosts import hosts
     from govcloud.cli.plan import plan
     from govcloud.cli.provision import provision
@@ -87,6 +88,7 @@ def _register() -> None:
     cli.add_command(provision)
     cli.add_command(hosts)
     cli.add_command(audit)
+    cli.add_command(exporter)
 
 
 _register()

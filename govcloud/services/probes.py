@@ -1,0 +1,301 @@
+"""Site reachability probes: from each datacentre to each other one, a TCP connect to a host's sshd.
+
+Split in three so the failover controller can reuse it: a ``Prober`` does the I/O for one path (the
+lab's runs inside the source site's infra host through the lab's out-of-band console, so the
+observation is really made *from* that site); ``probe_all`` takes one immutable ``ProbeSnapshot`` of
+every path; ``aggregate`` is pure and turns a snapshot into per-site verdicts by quorum of the other
+sites' observations (a site is lost only when a majority of its observers cannot reach it, so a
+partition that breaks one path never declares a site down). An observer that reached nobody at all is
+isolated itself, so its "cannot reach" says nothing about the others and is not counted. With three
+sites, losing two would leave the third unable to tell its own isolation from their loss; a
+*witness* (an observer that is not a site: the controller running the exporter) breaks that tie.
+``ProbeLoop`` keeps the latest snapshot fresh in a background thread for the exporter.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Protocol
+
+log = logging.getLogger(__name__)
+
+#: the lab's datacentres and their regions ("two places, three centres")
+LAB_REGIONS: Mapping[str, str] = {"gz-a": "gz", "gz-b": "gz", "st-a": "st"}
+#: the observer name of probes made from the controller itself (the exporter's own network namespace)
+WITNESS = "controller"
+
+
+@dataclass(frozen=True)
+class ProbeTarget:
+    """What a site is probed at: one host of it (its sshd by default)."""
+
+    site: str
+    region: str
+    host: str
+    ip: str
+    port: int = 22
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    """One observation of ``target`` made from ``source`` (a site name). ``latency_seconds`` only when ok."""
+
+    source: str
+    target: str
+    ok: bool
+    latency_seconds: float | None
+    at: float  # unix time the probe finished
+    error: str = ""
+
+
+@dataclass(frozen=True)
+class ProbeSnapshot:
+    """Every path probed in one round; immutable, so a decision made from it can be explained later."""
+
+    taken_at: float
+    regions: tuple[tuple[str, str], ...]  # (site, region), sorted
+    results: tuple[ProbeResult, ...]
+
+    @property
+    def sites(self) -> tuple[str, ...]:
+        return tuple(s for s, _ in self.regions)
+
+    def region_of(self, site: str) -> str:
+        return dict(self.regions).get(site, "")
+
+    def result(self, source: str, target: str) -> ProbeResult | None:
+        for r in self.results:
+            if r.source == source and r.target == target:
+                return r
+        return None
+
+
+@dataclass(frozen=True)
+class SiteVerdict:
+    """What the other sites say about one site, and the sentence saying why."""
+
+    site: str
+    region: str
+    observers: tuple[str, ...]  # credible observers (isolated ones left out)
+    reachable_from: tuple[str, ...]
+    unreachable_from: tuple[str, ...]
+    up: bool | None  # None: no credible observer
+    reason: str
+    discounted: tuple[str, ...] = ()  # observers that reached nobody: isolated themselves
+
+
+@dataclass(frozen=True)
+class RegionVerdict:
+    region: str
+    sites: tuple[str, ...]
+    up: bool | None
+    reason: str
+
+
+@dataclass(frozen=True)
+class Health:
+    """The pure result of ``aggregate``: per-site and per-region verdicts of one snapshot."""
+
+    sites: tuple[SiteVerdict, ...] = ()
+    regions: tuple[RegionVerdict, ...] = field(default=())
+
+    def site(self, name: str) -> SiteVerdict | None:
+        return next((v for v in self.sites if v.site == name), None)
+
+    def region(self, name: str) -> RegionVerdict | None:
+        return next((v for v in self.regions if v.region == name), None)
+
+
+def quorum(observers: int) -> int:
+    """Observations needed to declare a site lost: a strict majority of its observers."""
+    return observers // 2 + 1
+
+
+def isolated(snapshot: ProbeSnapshot) -> frozenset[str]:
+    """Observers whose every probe failed: cut off themselves, so their failures are not evidence."""
+    sources = {r.source for r in snapshot.results}
+    return frozenset(s for s in sources if not any(r.ok for r in snapshot.results if r.source == s))
+
+
+def aggregate(snapshot: ProbeSnapshot) -> Health:
+    """Per-site verdicts by quorum of the *other* credible observers, then per-region (pure)."""
+    alone = isolated(snapshot)
+    verdicts: list[SiteVerdict] = []
+    for site in snapshot.sites:
+        seen = [r for r in snapshot.results if r.target == site and r.source != site]
+        discounted = tuple(sorted(r.source for r in seen if r.source in alone))
+        seen = [r for r in seen if r.source not in alone]
+        observers = tuple(sorted(r.source for r in seen))
+        ok = tuple(sorted(r.source for r in seen if r.ok))
+        bad = tuple(sorted(r.source for r in seen if not r.ok))
+        region = snapshot.region_of(site)
+        note = f" (not counted, isolated themselves: {', '.join(discounted)})" if discounted else ""
+        if not observers:
+            verdicts.append(SiteVerdict(site, region, (), (), (), None,
+                                        f"{site}: no credible observer{note}", discounted))
+            continue
+        need = quorum(len(observers))
+        if len(bad) >= need:
+            up, why = False, (f"{site} is down: {len(bad)} of {len(observers)} observers cannot reach it "
+                              f"({', '.join(bad)}), quorum {need}{note}")
+        elif bad:
+            up, why = True, (f"{site} is up: reachable from {', '.join(ok)}; only {', '.join(bad)} cannot reach it "
+                             f"({len(bad)} of {len(observers)}, below quorum {need}: a path, not the site){note}")
+        else:
+            up, why = True, f"{site} is up: reachable from all {len(observers)} observers{note}"
+        verdicts.append(SiteVerdict(site, region, observers, ok, bad, up, why, discounted))
+    regions: list[RegionVerdict] = []
+    for region in sorted({r for _, r in snapshot.regions}):
+        members = [v for v in verdicts if v.region == region]
+        known = [v for v in members if v.up is not None]
+        names = tuple(v.site for v in members)
+        if not known:
+            regions.append(RegionVerdict(region, names, None, f"region {region}: no observations"))
+        elif all(v.up is False for v in known):
+            regions.append(RegionVerdict(region, names, False, f"region {region} is down: every site "
+                                         f"({', '.join(names)}) is down"))
+        else:
+            alive = ", ".join(v.site for v in known if v.up)
+            regions.append(RegionVerdict(region, names, True, f"region {region} is up: {alive} up"))
+    return Health(tuple(verdicts), tuple(regions))
+
+
+class Prober(Protocol):
+    """The I/O of one probe path: connect from ``source`` (a site) to ``target``; never raises."""
+
+    def probe(self, source: str, target: ProbeTarget, timeout: float) -> ProbeResult: ...
+
+
+def probe_all(prober: Prober, targets: Sequence[ProbeTarget], *, timeout: float = 1.0,
+              witnesses: Sequence[str] = (), clock: Callable[[], float] = time.time) -> ProbeSnapshot:
+    """Probe every site from every other site and from each witness, in parallel; one immutable snapshot."""
+    sources = [t.site for t in targets] + list(witnesses)
+    paths = [(s, t) for s in sources for t in targets if s != t.site]
+    if paths:
+        with ThreadPoolExecutor(max_workers=min(16, len(paths)), thread_name_prefix="probe") as pool:
+            results = list(pool.map(lambda p: prober.probe(p[0], p[1], timeout), paths))
+    else:
+        results = []
+    return ProbeSnapshot(taken_at=clock(), regions=tuple(sorted((t.site, t.region) for t in targets)),
+                         results=tuple(sorted(results, key=lambda r: (r.source, r.target))))
+
+
+# the snippet run inside the source host: connect, print the latency; non-zero exit on failure
+_CONNECT = ("import socket, sys, time\n"
+            "t = time.monotonic()\n"
+            "try:\n"
+            "    socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=float(sys.argv[3])).close()\n"
+            "except OSError as e:\n"
+            "    print(type(e).__name__, e, file=sys.stderr); sys.exit(1)\n"
+            "print(time.monotonic() - t)\n")
+
+
+class LabProber:
+    """Probes on the devcloud site lab: from inside the source site's first infra host (nsenter)."""
+
+    def __init__(self, lab: object | None = None, regions: Mapping[str, str] = LAB_REGIONS) -> None:
+        from devcloud.lab.api import Lab
+
+        self.lab: Lab = lab if isinstance(lab, Lab) else Lab()
+        self.regions = dict(regions)
+
+    def _infra_host(self, site: str) -> str | None:
+        hosts = sorted(self.lab.hosts(site=site, kind="infra"), key=lambda h: h.key)
+        return hosts[0].key if hosts else None
+
+    def targets(self) -> list[ProbeTarget]:
+        """One target per datacentre that has an infra host (its sshd on port 22)."""
+        out = []
+        for site, region in sorted(self.regions.items()):
+            key = self._infra_host(site)
+            if key is not None:
+                h = self.lab.host(key)
+                out.append(ProbeTarget(site=site, region=region, host=h.key, ip=h.ip))
+        return out
+
+    def probe(self, source: str, target: ProbeTarget, timeout: float) -> ProbeResult:
+        if source == WITNESS:
+            return _connect_here(source, target, timeout)
+        host = self._infra_host(source)
+        if host is None:
+            return ProbeResult(source, target.site, False, None, time.time(), f"no infra host in {source}")
+        try:
+            r = self.lab.exec(host, ["/usr/bin/python3", "-c", _CONNECT, target.ip, str(target.port), str(timeout)],
+                              timeout=timeout + 10)
+        except Exception as exc:  # a host that vanished mid-probe is an observation, not a crash
+            return ProbeResult(source, target.site, False, None, time.time(), f"{type(exc).__name__}: {exc}")
+        if r.returncode != 0:
+            return ProbeResult(source, target.site, False, None, time.time(), r.stderr.strip()[-200:])
+        try:
+            latency = float(r.stdout.strip().splitlines()[-1])
+        except (ValueError, IndexError):
+            return ProbeResult(source, target.site, False, None, time.time(), f"unreadable probe output {r.stdout!r}")
+        return ProbeResult(source, target.site, True, latency, time.time())
+
+
+def _connect_here(source: str, target: ProbeTarget, timeout: float) -> ProbeResult:
+    """A probe from this process's own network namespace (the controller as witness)."""
+    import socket
+
+    started = time.monotonic()
+    try:
+        socket.create_connection((target.ip, target.port), timeout=timeout).close()
+    except OSError as exc:
+        return ProbeResult(source, target.site, False, None, time.time(), f"{type(exc).__name__}: {exc}")
+    return ProbeResult(source, target.site, True, time.monotonic() - started, time.time())
+
+
+class ProbeLoop:
+    """Re-probes every ``interval`` seconds in a daemon thread; ``latest()`` is the newest snapshot."""
+
+    def __init__(self, round_: Callable[[], ProbeSnapshot], interval: float = 2.0) -> None:
+        self._round = round_
+        self.interval = interval
+        self._latest: ProbeSnapshot | None = None
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.rounds = 0
+        self.failed_rounds = 0
+
+    def latest(self) -> ProbeSnapshot | None:
+        with self._lock:
+            return self._latest
+
+    def run_once(self) -> ProbeSnapshot | None:
+        try:
+            snap = self._round()
+        except Exception:  # keep probing: a failed round leaves the last snapshot to age (exported)
+            log.exception("probe round failed")
+            self.failed_rounds += 1
+            return None
+        with self._lock:
+            self._latest = snap
+        self.rounds += 1
+        return snap
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            started = time.monotonic()
+            self.run_once()
+            self._stop.wait(max(0.0, self.interval - (time.monotonic() - started)))
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="govcloud-probes", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+
+
+def lab_round(prober: LabProber | None = None, timeout: float = 1.0) -> Callable[[], ProbeSnapshot]:
+    """A probe round over the lab's datacentres (targets re-read each round: hosts come and go)."""
+    p = prober or LabProber()
+    return lambda: probe_all(p, p.targets(), timeout=timeout, witnesses=(WITNESS,))
