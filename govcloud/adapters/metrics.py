@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from prometheus_client.core import (
     CounterMetricFamily,
@@ -295,19 +295,28 @@ def probe_families(view: ProbeView) -> list[Metric]:
     return [reach, lat, site_up, region_up, ts]
 
 
-class ProbeCollector(Collector):
-    """Exports the newest probe view (nothing until the first probe round finished)."""
+V = TypeVar("V")
 
-    def __init__(self, latest: Callable[[], ProbeView | None]) -> None:
+
+class ViewCollector(Collector, Generic[V]):
+    """Exports the newest view a source publishes (nothing while it has published none yet)."""
+
+    def __init__(self, latest: Callable[[], V | None], families: Callable[[V], list[Metric]]) -> None:
         self.latest = latest
+        self.families = families
         self.last_duration = 0.0
 
     def collect(self) -> Iterator[Metric]:
         started = time.monotonic()
         view = self.latest()
         if view is not None:
-            yield from probe_families(view)
+            yield from self.families(view)
         self.last_duration = time.monotonic() - started
+
+
+def ProbeCollector(latest: Callable[[], ProbeView | None]) -> ViewCollector[ProbeView]:  # noqa: N802 - a collector factory
+    """The newest probe view (nothing until the first probe round finished)."""
+    return ViewCollector(latest, probe_families)
 
 
 # ------------------------------------------------------------------ failover / replication
@@ -386,25 +395,15 @@ def failover_families(view: FailoverView) -> list[Metric]:
     return [lag_s, lag_b, rpo, total, running, rto, rpo_last, lost, decision, info]
 
 
-class FailoverCollector(Collector):
-    """Exports the failover controller's view when it publishes one (nothing otherwise)."""
-
-    def __init__(self, latest: Callable[[], FailoverView | None]) -> None:
-        self.latest = latest
-        self.last_duration = 0.0
-
-    def collect(self) -> Iterator[Metric]:
-        started = time.monotonic()
-        view = self.latest()
-        if view is not None:
-            yield from failover_families(view)
-        self.last_duration = time.monotonic() - started
+def FailoverCollector(latest: Callable[[], FailoverView | None]) -> ViewCollector[FailoverView]:  # noqa: N802
+    """The failover controller's view when it publishes one (nothing otherwise)."""
+    return ViewCollector(latest, failover_families)
 
 
 class SelfCollector(Collector):
     """How long each collector took (its previous run: the exporter's own cost per scrape)."""
 
-    def __init__(self, collectors: Mapping[str, JournalCollector | ProbeCollector | FailoverCollector]) -> None:
+    def __init__(self, collectors: Mapping[str, JournalCollector | ViewCollector[Any]]) -> None:
         self.collectors = collectors
 
     def collect(self) -> Iterator[Metric]:
@@ -418,7 +417,7 @@ def build_registry(journal: Path, probes: Callable[[], ProbeView | None],
                    failover: Callable[[], FailoverView | None]) -> CollectorRegistry:
     """A registry holding only govcloud's collectors (no process/platform defaults)."""
     reg = CollectorRegistry(auto_describe=False)
-    collectors: dict[str, JournalCollector | ProbeCollector | FailoverCollector] = {
+    collectors: dict[str, JournalCollector | ViewCollector[Any]] = {
         "journal": JournalCollector(journal), "probes": ProbeCollector(probes),
                   "failover": FailoverCollector(failover)}
     for c in collectors.values():
