@@ -100,8 +100,14 @@ def missing_prerequisite(msg: str) -> None:
     import pytest
 
     if os.environ.get("CI") == "true":
-        pytest.fail(msg)
+        pytest.fail(f"prerequisite missing (CI=true): {msg}")
     pytest.skip(msg)
+
+
+def require(ok: bool, reason: str) -> None:
+    """``missing_prerequisite(reason)`` unless ``ok``."""
+    if not ok:
+        missing_prerequisite(reason)
 
 
 def cloud_session(paths: DevcloudPaths | None = None) -> Iterator[CloudSession]:

@@ -23,18 +23,8 @@ from typing import Any
 
 from devcloud.lab.api import Lab
 from devcloud.paths import DevcloudPaths
+from devcloud.testing import require
 from devcloud.procs import wait_for
-
-
-def require(ok: bool, reason: str) -> None:
-    """A missing prerequisite: a failure under ``CI=true``, a skip elsewhere."""
-    if ok:
-        return
-    import pytest
-
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"prerequisite missing (CI=true): {reason}")
-    pytest.skip(reason)
 
 
 def lab_prerequisites() -> list[str]:

@@ -6,13 +6,13 @@ locally, a failure under CI=true.
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 from pathlib import Path
 
-import pytest
 import yaml
+
+from devcloud.testing import require
 
 REPO = Path(__file__).resolve().parents[2]
 MON = REPO / "monitoring"
@@ -20,11 +20,8 @@ MON = REPO / "monitoring"
 
 def promtool() -> str:
     exe = shutil.which("promtool")
-    if exe is None:
-        reason = "promtool not installed (run scripts/install-monitoring.sh)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"prerequisite missing (CI=true): {reason}")
-        pytest.skip(reason)
+    require(exe is not None, "promtool not installed (run scripts/install-monitoring.sh)")
+    assert exe is not None
     return exe
 
 
@@ -84,10 +81,8 @@ def test_a_broken_expectation_fails(tmp_path: Path) -> None:
 
 def test_alertmanager_config_is_valid() -> None:
     amtool = shutil.which("amtool")
-    if amtool is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("prerequisite missing (CI=true): amtool (prometheus-alertmanager)")
-        pytest.skip("amtool not installed")
+    require(amtool is not None, "amtool not installed (run scripts/install-monitoring.sh)")
+    assert amtool is not None
     r = subprocess.run([amtool, "check-config", str(MON / "alertmanager.yml")], capture_output=True, text=True,
                        timeout=60, check=False)
     assert r.returncode == 0, r.stdout + r.stderr

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from devcloud.testing import require
+
 from govcloud.adapters.ssh import (
     RsyncSpec, authorized_keys_line, manifest_command, measure_command, parse_manifest, parse_measure,
     parse_rsync_stats, rsync_argv, rsync_command, rsync_ssh_command,
@@ -49,8 +51,8 @@ def _rsync(src: Path, dst: Path, *extra: str) -> str:
     return subprocess.run(argv, check=True, capture_output=True, text=True, env={**os.environ, "LC_ALL": "C"}).stdout
 
 
-@pytest.mark.skipif(shutil.which("rsync") is None, reason="rsync not installed")
 def test_stats_from_real_rsync_runs_show_full_then_delta(tmp_path: Path) -> None:
+    require(shutil.which("rsync") is not None, "rsync not installed (devcloud lab install)")
     src, dst = tmp_path / "src", tmp_path / "dst"
     src.mkdir()
     for i in range(8):
