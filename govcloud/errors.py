@@ -17,6 +17,7 @@ class ExitCode(IntEnum):
     FAILURE = 1  # a runtime failure: an API, host or tool did not do what was asked
     INVALID_INPUT = 2  # the inventories, a plan or the command line are wrong; nothing was changed
     CHANGES_PENDING = 3  # --dry-run / check found differences
+    REFUSED = 4  # a guarded action was refused: no confirmation, quorum not met, outside its window
     INTERRUPTED = 130  # Ctrl-C
 
 
@@ -108,8 +109,18 @@ class CapacityError(PlanError):
     """The systems do not fit the sites' capacity."""
 
 
+class RefusedError(GovcloudError):
+    """A guarded action was not done on purpose: not confirmed, quorum not met, outside its window."""
+
+    exit_code = ExitCode.REFUSED
+
+
 class RuntimeFailure(GovcloudError):
     """Something outside govcloud (an API, a host, a tool) failed; evidence is kept in the message."""
+
+
+class ServiceMapError(RuntimeFailure):
+    """The service map cannot be read or a switch lost a race (the endpoint changed under us)."""
 
 
 class OpenStackError(RuntimeFailure):
