@@ -20,6 +20,7 @@ Exit codes:
   1    runtime failure (an API, host or tool failed)
   2    invalid input (inventories, plan or command line); nothing was changed
   3    changes pending (--dry-run / check found differences)
+  4    refused (not confirmed, quorum not met, outside the window)
   130  interrupted
 """
 
