@@ -13,6 +13,9 @@ log = logging.getLogger(__name__)
 #: rsync from the legacy host), ip/bridge/veth, unshare/nsenter, ss and sysctl.
 APT_PACKAGES: tuple[str, ...] = ("openssh-server", "openssh-client", "rsync", "iproute2", "util-linux", "procps")
 
+#: the lab's PostgreSQL members (devcloud.lab.pg); the packages' own "main" cluster is never started here
+PG_PACKAGES: tuple[str, ...] = ("postgresql-15", "postgresql-client-15")
+
 POLICY_RC_D = Path("/usr/sbin/policy-rc.d")
 
 

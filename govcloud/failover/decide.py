@@ -15,8 +15,18 @@ from enum import StrEnum
 from typing import Protocol
 
 from govcloud.failover.model import (
-    Action, ClusterView, Decision, Observation, Policy, ProbeHistory, ProbeSnapshot, RegionLossRule, ReplicationMode,
-    Rule, ServiceView, Standby,
+    Action,
+    ClusterView,
+    Decision,
+    Observation,
+    Policy,
+    ProbeHistory,
+    ProbeSnapshot,
+    RegionLossRule,
+    ReplicationMode,
+    Rule,
+    ServiceView,
+    Standby,
 )
 
 
@@ -140,6 +150,13 @@ def _candidates(snapshot: ProbeSnapshot, view: ServiceView, allowed: Sequence[st
             why_not.append(f"{view.service} on {sb.site} fails its service probe from "
                            f"{_names(p.observer for p in failing)}")
             continue
+        # someone other than the standby itself (and the lost primary) must reach its site: a standby cut off
+        # together with the primary (a region isolated from the rest) would be a primary nobody can reach
+        vouching = [o for o in (*snapshot.site_names, policy.witness) if o not in (sb.site, view.primary)
+                    and path_state(snapshots, o, sb.site, policy).status is PathStatus.UP]
+        if not vouching:
+            why_not.append(f"{sb.site} is reachable from no other site nor the witness")
+            continue
         if sb.mode is ReplicationMode.ASYNC:
             if sb.lag_bytes is None:
                 why_not.append(f"{sb.site} asynchronous standby has an unknown lag")
@@ -193,6 +210,10 @@ def decide(snapshot: ProbeSnapshot, view: ServiceView, history: ProbeHistory, po
                 f"quorum {len(lost)}/{len(others)}")
         best, why_not = _candidates(snapshot, view, others, policy, snaps)
         if best is None:
+            # e.g. the whole region is gone: the sync partner went with the primary; the region rule decides
+            region = _region_decision(snapshot, view, snaps, policy, make, paths)
+            if region is not None:
+                return region
             return make(Action.REFUSE, f"{head}, but no standby of {view.service} can be promoted: "
                                        f"{'; '.join(why_not) or 'it has none'}; no failover",
                         rule=Rule.SITE_LOSS, deciders=tuple(lost))
@@ -341,6 +362,12 @@ def primary_lease(snapshot: ProbeSnapshot, view: ServiceView, history: ProbeHist
         top = max(newer, key=lambda o: o.epoch or 0)
         return Lease(False, f"{top.target} answers with epoch {top.epoch}, above {primary}'s {view.epoch}: "
                             f"{primary} is fenced and stops accepting writes for {view.service}")
+    promotable = [s.site for s in view.standbys if s.streaming and s.site not in view.fenced]
+    if not promotable:
+        # a promotion needs a standby that streamed from this primary at the last check: there is none, so
+        # nobody can be promoted over it (the lone survivor of a region loss keeps writing while it is alone)
+        return Lease(True, f"no standby of {view.service} streams from {primary} (epoch {view.epoch}), so none can "
+                           f"be promoted over it: {primary} keeps the primary lease")
     iso_now, why = _isolated(snapshot, primary, policy)
     if not iso_now:
         return Lease(True, f"{why}: {primary} keeps the primary lease of {view.service} (epoch {view.epoch})")

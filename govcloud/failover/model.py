@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
-from govcloud.errors import GovcloudError, InvalidInputError
+from govcloud.errors import InvalidInputError, RefusedError
 from govcloud.model import Topology
 
 
@@ -210,5 +210,5 @@ class Decision:
     evidence: tuple[str, ...] = field(default=(), compare=False)  # one line per probe path considered
 
 
-class FailoverRefused(GovcloudError):
+class FailoverRefused(RefusedError):
     """A failover was asked for but the decision does not allow it; the message is the decision's reason."""

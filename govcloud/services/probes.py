@@ -39,6 +39,7 @@ class ProbeTarget:
     host: str
     ip: str
     port: int = 22
+    service: str | None = None  # a replicated service's endpoint on that site (e.g. PostgreSQL), not the site
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,7 @@ class ProbeResult:
     latency_seconds: float | None
     at: float  # unix time the probe finished
     error: str = ""
+    service: str | None = None  # set when the probe hit a service endpoint rather than the site
 
 
 @dataclass(frozen=True)
@@ -70,9 +72,13 @@ class ProbeSnapshot:
 
     def result(self, source: str, target: str) -> ProbeResult | None:
         for r in self.results:
-            if r.source == source and r.target == target:
+            if r.source == source and r.target == target and r.service is None:
                 return r
         return None
+
+    def site_results(self) -> tuple[ProbeResult, ...]:
+        """Site-level results only (service probes left out)."""
+        return tuple(r for r in self.results if r.service is None)
 
 
 @dataclass(frozen=True)
@@ -118,8 +124,9 @@ def quorum(observers: int) -> int:
 
 def isolated(snapshot: ProbeSnapshot) -> frozenset[str]:
     """Observers whose every probe failed: cut off themselves, so their failures are not evidence."""
-    sources = {r.source for r in snapshot.results}
-    return frozenset(s for s in sources if not any(r.ok for r in snapshot.results if r.source == s))
+    results = snapshot.site_results()
+    sources = {r.source for r in results}
+    return frozenset(s for s in sources if not any(r.ok for r in results if r.source == s))
 
 
 def aggregate(snapshot: ProbeSnapshot) -> Health:
@@ -127,7 +134,7 @@ def aggregate(snapshot: ProbeSnapshot) -> Health:
     alone = isolated(snapshot)
     verdicts: list[SiteVerdict] = []
     for site in snapshot.sites:
-        seen = [r for r in snapshot.results if r.target == site and r.source != site]
+        seen = [r for r in snapshot.site_results() if r.target == site and r.source != site]
         discounted = tuple(sorted(r.source for r in seen if r.source in alone))
         seen = [r for r in seen if r.source not in alone]
         observers = tuple(sorted(r.source for r in seen))
@@ -182,7 +189,7 @@ def probe_all(prober: Prober, targets: Sequence[ProbeTarget], *, timeout: float 
     else:
         results = []
     return ProbeSnapshot(taken_at=clock(), regions=tuple(sorted((t.site, t.region) for t in targets)),
-                         results=tuple(sorted(results, key=lambda r: (r.source, r.target))))
+                         results=tuple(sorted(results, key=lambda r: (r.source, r.target, r.service or ""))))
 
 
 # the snippet run inside the source host: connect, print the latency; non-zero exit on failure
@@ -227,7 +234,7 @@ class LabProber:
         try:
             r = self.lab.exec(host, ["/usr/bin/python3", "-c", _CONNECT, target.ip, str(target.port), str(timeout)],
                               timeout=timeout + 10)
-        except Exception as exc:  # a host that vanished mid-probe is an observation, not a crash
+        except Exception as exc:  # noqa: BLE001 - a host that vanished mid-probe is an observation, not a crash
             return ProbeResult(source, target.site, False, None, time.time(), f"{type(exc).__name__}: {exc}")
         if r.returncode != 0:
             return ProbeResult(source, target.site, False, None, time.time(), r.stderr.strip()[-200:])
@@ -238,6 +245,77 @@ class LabProber:
         return ProbeResult(source, target.site, True, latency, time.time())
 
 
+# the batch snippet: connect to every "ip port" line of stdin in parallel; one JSON line per target
+_CONNECT_MANY = ("import json, socket, sys, time\n"
+                 "from concurrent.futures import ThreadPoolExecutor\n"
+                 "timeout = float(sys.argv[1])\n"
+                 "def one(line):\n"
+                 "    ip, port = line.split()\n"
+                 "    t = time.monotonic()\n"
+                 "    try:\n"
+                 "        socket.create_connection((ip, int(port)), timeout=timeout).close()\n"
+                 "        return [True, time.monotonic() - t, '']\n"
+                 "    except OSError as e:\n"
+                 "        return [False, None, type(e).__name__ + ' ' + str(e)]\n"
+                 "lines = [ln for ln in sys.stdin.read().splitlines() if ln.strip()]\n"
+                 "with ThreadPoolExecutor(max_workers=max(1, len(lines))) as pool:\n"
+                 "    print(json.dumps(list(pool.map(one, lines))))\n")
+
+
+def probe_batch(prober: LabProber, source: str, targets: Sequence[ProbeTarget], timeout: float) -> list[ProbeResult]:
+    """Every target probed from ``source`` in one process inside that site (or here, for the witness).
+
+    One process per site and round keeps a round well under a second on a small machine, which the
+    failover controller's grace period relies on.
+    """
+    if not targets:
+        return []
+    if source == WITNESS:
+        with ThreadPoolExecutor(max_workers=len(targets)) as pool:
+            return list(pool.map(lambda t: _connect_here(source, t, timeout), targets))
+    host = prober._infra_host(source)
+    if host is None:
+        return [ProbeResult(source, t.site, False, None, time.time(), f"no infra host in {source}", t.service)
+                for t in targets]
+    try:
+        r = prober.lab.exec(host, ["/usr/bin/python3", "-c", _CONNECT_MANY, str(timeout)],
+                            input="".join(f"{t.ip} {t.port}\n" for t in targets), timeout=timeout + 10)
+        import json
+
+        answers = json.loads(r.stdout.strip().splitlines()[-1]) if r.returncode == 0 else None
+    except Exception as exc:  # noqa: BLE001 - an observation, not a crash
+        answers, err = None, f"{type(exc).__name__}: {exc}"
+    else:
+        err = r.stderr.strip()[-200:] if answers is None else ""
+    now = time.time()
+    if not isinstance(answers, list) or len(answers) != len(targets):
+        return [ProbeResult(source, t.site, False, None, now, err or "unreadable probe output", t.service)
+                for t in targets]
+    return [ProbeResult(source, t.site, bool(ok), lat if ok else None, now, str(e), t.service)
+            for t, (ok, lat, e) in zip(targets, answers)]
+
+
+def probe_sites_and_services(prober: LabProber, sites: Sequence[ProbeTarget], services: Sequence[ProbeTarget], *,
+                             timeout: float = 0.5, witnesses: Sequence[str] = (WITNESS,),
+                             site_extra: Sequence[ProbeTarget] = (),
+                             clock: Callable[[], float] = time.time) -> ProbeSnapshot:
+    """One round: every site probes every other site and every service endpoint (its own included).
+
+    ``site_extra`` are probed from the sites only (the witness's own endpoint, so a primary knows
+    whether it still reaches the witness). One process per source keeps a round within ``timeout``.
+    """
+    sources = [t.site for t in sites] + list(witnesses)
+
+    def from_source(src: str) -> list[ProbeResult]:
+        extra = list(site_extra) if src not in witnesses else []
+        return probe_batch(prober, src, [t for t in sites if t.site != src] + list(services) + extra, timeout)
+
+    with ThreadPoolExecutor(max_workers=max(1, len(sources)), thread_name_prefix="probe") as pool:
+        results = [r for rs in pool.map(from_source, sources) for r in rs]
+    return ProbeSnapshot(taken_at=clock(), regions=tuple(sorted((t.site, t.region) for t in sites)),
+                         results=tuple(sorted(results, key=lambda r: (r.source, r.target, r.service or ""))))
+
+
 def _connect_here(source: str, target: ProbeTarget, timeout: float) -> ProbeResult:
     """A probe from this process's own network namespace (the controller as witness)."""
     import socket
@@ -246,8 +324,9 @@ def _connect_here(source: str, target: ProbeTarget, timeout: float) -> ProbeResu
     try:
         socket.create_connection((target.ip, target.port), timeout=timeout).close()
     except OSError as exc:
-        return ProbeResult(source, target.site, False, None, time.time(), f"{type(exc).__name__}: {exc}")
-    return ProbeResult(source, target.site, True, time.monotonic() - started, time.time())
+        return ProbeResult(source, target.site, False, None, time.time(), f"{type(exc).__name__}: {exc}",
+                           target.service)
+    return ProbeResult(source, target.site, True, time.monotonic() - started, time.time(), service=target.service)
 
 
 class ProbeLoop:

@@ -17,11 +17,29 @@ from hypothesis import strategies as st
 from govcloud.errors import InvalidInputError
 from govcloud.failover.decide import decide, decide_cluster, path_state, primary_lease
 from govcloud.failover.model import (
-    Action, ClusterView, Decision, FailoverRefused, Observation, Policy, ProbeHistory, ProbeSnapshot, RegionLossRule,
-    ReplicationMode, Rule, ServiceView, Standby,
+    Action,
+    ClusterView,
+    Decision,
+    FailoverRefused,
+    Observation,
+    Policy,
+    ProbeHistory,
+    ProbeSnapshot,
+    RegionLossRule,
+    ReplicationMode,
+    Rule,
+    ServiceView,
+    Standby,
 )
 from govcloud.failover.runbook import StepKind, runbook_for
-from govcloud.model import Region, RegionRole, ReplicationLink, Resources, Site, Topology
+from govcloud.model import (
+    Region,
+    RegionRole,
+    ReplicationLink,
+    Resources,
+    Site,
+    Topology,
+)
 
 SITES = ("gz-a", "gz-b", "st-a")
 WITNESS = "ops-witness"  # a probe agent outside both regions
@@ -234,7 +252,8 @@ def test_runbook_from_a_site_loss_decision() -> None:
     r = run(lambda t: World(dead=frozenset({"gz-a"}) if t >= 1 else frozenset()), 8)
     (f,) = failovers(r)
     book = runbook_for(f)
-    assert [s.kind for s in book.steps] == [StepKind.FENCE_OLD_PRIMARY, StepKind.PROMOTE, StepKind.MOVE_ENDPOINT,
+    assert [s.kind for s in book.steps] == [StepKind.FENCE_OLD_PRIMARY, StepKind.PROMOTE,
+                                            StepKind.REPOINT_STANDBYS, StepKind.MOVE_ENDPOINT,
                                             StepKind.VERIFY_WRITES, StepKind.RECORD_RTO_RPO]
     assert book.steps[0].site == "gz-a" and all(s.site == "gz-b" for s in book.steps[1:])
     assert {s.epoch for s in book.steps} == {4} and book.max_rpo_bytes == 0

@@ -1,0 +1,161 @@
+"""Failover drills on the real lab: PostgreSQL 15 in three sites, real probes, real link cuts, a real writer.
+
+Each drill runs GOVCLOUD_DRILL_RUNS times (5 by default, as the issue asks): site-loss:gz-a and
+region-loss:gz must end with exactly one primary, RTO <= 15 s and no acknowledged commit lost on the
+synchronous pair; partition:gz-a/st-a and flap:gz-b must not fail over at all; failback must return
+the cluster to three healthy members. Between runs the cluster is failed back and switched home.
+In dev, run under the lab-cut lock: ``flock -x /var/tmp/govcloud-labcut.lock .venv/bin/pytest ...``.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from devcloud.testing import require
+
+RUNS = int(os.environ.get("GOVCLOUD_DRILL_RUNS", "5"))
+PG_BIN = Path("/usr/lib/postgresql/15/bin")
+
+
+@pytest.fixture(scope="module")
+def pg_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, Path]]:
+    """The lab with its PostgreSQL cluster up (reused when running; stopped and purged if started here)."""
+    require((PG_BIN / "postgres").exists(), "postgresql-15 is not installed (apt-get install postgresql-15)")
+    try:
+        import psycopg  # noqa: F401
+    except ImportError:
+        require(False, "psycopg is not installed (pip install 'psycopg[binary]')")
+    from devcloud.lab.pg import MEMBERS, LabPostgres
+    from devcloud.lab.testing import lab_session
+
+    with lab_session() as lab:
+        pg = LabPostgres(lab)
+        existed = all(_has_host(lab, m.host) for m in MEMBERS) and pg.primary_site() is not None
+        pg.up()
+        root = tmp_path_factory.mktemp("failover-root")
+        (root / "govcloud.yaml").write_text("version: 1\n")
+        yield lab, root
+        _home(root)
+        if not existed:
+            pg.down(purge=True)
+            for m in MEMBERS:
+                lab.remove_host(m.host)
+
+
+def _has_host(lab: Any, key: str) -> bool:
+    try:
+        lab.host(key)
+        return True
+    except Exception:  # noqa: BLE001 - LabError: not there
+        return False
+
+
+def _home(root: Path) -> None:
+    """Three healthy members with the primary back in gz-a (failback --switch-back when needed)."""
+    from govcloud.adapters.servicemap import ServiceMap
+    from govcloud.services.failover import Controller, Journal, failback
+    from govcloud.services.failover_drill import LAB_POLICY
+    from govcloud.services.failover_lab import LabBackend
+
+    backend = LabBackend()
+    journal = Journal(root / ".govcloud" / "failover.db")
+    try:
+        Controller(backend, journal, LAB_POLICY).cluster()  # first use: discover the primary
+        row = journal.cluster(backend.service)
+        if backend.healthy()["healthy"] and row is not None and row.primary == backend.home_primary \
+                and backend.primaries() == [row.primary]:
+            return
+        failback(backend, journal, ServiceMap(root / ".govcloud" / "service-map.json"), switch_back=True)
+    finally:
+        journal.close()
+
+
+def _drill(root: Path, scenario: str, **kw: Any) -> dict[str, Any]:
+    from govcloud.services.failover_drill import DrillOptions, run_drill
+
+    _home(root)
+    return run_drill(root, scenario, DrillOptions(**kw))
+
+
+def _summary(name: str, xs: list[float]) -> str:
+    return f"{name} min {min(xs):.2f} median {statistics.median(xs):.2f} max {max(xs):.2f} s"
+
+
+@pytest.mark.parametrize("scenario", ["site-loss:gz-a", "region-loss:gz"])
+def test_loss_fails_over_once_within_rto_and_keeps_acknowledged_commits(pg_lab: tuple[Any, Path],
+                                                                          scenario: str) -> None:
+    _lab, root = pg_lab
+    rtos = []
+    for i in range(RUNS):
+        r = _drill(root, scenario)
+        where = f"{scenario} run {i + 1}: {r['report_path']}"
+        assert r["failover"], where
+        assert r["exactly_one_primary"], f"{where}: writable members {r['writable_members_after']}"
+        assert r["epoch_after"] == r["epoch_before"] + 1, where
+        assert r["rto_s"] is not None and r["rto_s"] <= 15.0, f"{where}: RTO {r['rto_s']}"
+        if scenario.startswith("site-loss"):
+            assert r["primary_after"] == "gz-b", where  # the synchronous standby first
+            assert r["lost_commits"] == 0, f"{where}: lost {r['lost_ids']}"
+        else:
+            assert r["primary_after"] == "st-a", where
+            assert r["rpo_s"] is not None and r["rpo_s"] <= 2.0, f"{where}: RPO {r['rpo_s']} s (bounded by lag)"
+        assert any(d["action"] == "failover" for d in r["decision_log"]), where
+        rtos.append(r["rto_s"])
+    print(f"\n{scenario}: {_summary('RTO', rtos)} over {RUNS} runs")
+
+
+@pytest.mark.parametrize("scenario", ["partition:gz-a/st-a", "flap:gz-b"])
+def test_partition_and_flap_never_fail_over(pg_lab: tuple[Any, Path], scenario: str) -> None:
+    _lab, root = pg_lab
+    for i in range(RUNS):
+        r = _drill(root, scenario, observe_s=8.0)
+        where = f"{scenario} run {i + 1}: {r['report_path']}"
+        assert not r["failover"], where
+        assert r["epoch_after"] == r["epoch_before"], where
+        assert r["writable_members_after"] == ["gz-a"], where
+        assert r["lost_commits"] == 0, where
+        assert not r["self_fenced"], f"{where}: the primary gave up its lease: {r['self_fenced']}"
+        assert r["acknowledged_commits"] > 0, where
+
+
+def test_execute_is_refused_with_the_reason_when_quorum_is_not_met(pg_lab: tuple[Any, Path]) -> None:
+    from govcloud.cli.main import cli
+    from govcloud.errors import ExitCode
+
+    lab, root = pg_lab
+    _home(root)
+    lab.partition("gz-a", "st-a")
+    try:
+        res = CliRunner().invoke(cli, ["--root", str(root), "failover", "execute", "--yes", "--observe", "5"])
+    finally:
+        lab.heal("gz-a", "st-a")
+    assert res.exit_code == ExitCode.REFUSED, res.output
+    assert "quorum 1/2 not met" in res.output and "no failover" in res.output
+
+
+def test_failback_returns_three_healthy_members(pg_lab: tuple[Any, Path]) -> None:
+    from govcloud.cli.main import cli
+    from govcloud.services.failover_lab import LabBackend
+
+    _lab, root = pg_lab
+    r = _drill(root, "site-loss:gz-a")
+    assert r["failover"] and r["fenced_after"] == ["gz-a"]
+    res = CliRunner().invoke(cli, ["--root", str(root), "failover", "failback"])
+    assert res.exit_code == 0, res.output
+    assert "gz-a: rejoined as a standby" in res.output
+    health = LabBackend().healthy()
+    assert health["healthy"] and health["primary"] == "gz-b", health
+    assert sorted(health["streaming"]) == ["gz-a", "st-a"]
+    res = CliRunner().invoke(cli, ["--root", str(root), "--output", "json", "failover", "failback", "--switch-back"])
+    assert res.exit_code == 0, res.output
+    health = LabBackend().healthy()
+    assert health["healthy"] and health["primary"] == "gz-a" and sorted(health["streaming"]) == ["gz-b", "st-a"]
+    sync = {x["name"]: x["sync_state"] for x in health["replication"]}
+    assert sync == {"gz_b": "sync", "st_a": "async"}
