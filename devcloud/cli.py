@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import click
@@ -103,3 +104,45 @@ try:  # the site lab lives in devcloud/lab (optional until it exists)
     main.add_command(_lab)
 except ImportError:
     pass
+
+
+@main.group()
+def monitor() -> None:
+    """The demo's monitoring: `govcloud exporter` + Prometheus on 127.0.0.1 (9477, 9090)."""
+
+
+@monitor.command("up")
+@click.option("--root", type=click.Path(file_okay=False, path_type=Path), default=Path("."), show_default=True,
+              help="The govcloud project root whose journal and failover state the exporter reads.")
+@click.pass_context
+def monitor_up(ctx: click.Context, root: Path) -> None:
+    """Start the exporter and Prometheus (idempotent); print where to look."""
+    from devcloud import monitor as m
+
+    repo = Path(__file__).resolve().parents[1]
+    st = _run(ctx, lambda: m.up(ctx.obj["paths"], root.resolve(), repo))
+    _say(f"exporter   pid {st.exporter_pid}  {st.exporter_url}")
+    _say(f"prometheus pid {st.prometheus_pid}  {st.prometheus_url}  (alerts: {st.prometheus_url}/alerts)")
+
+
+@monitor.command("down")
+@click.pass_context
+def monitor_down(ctx: click.Context) -> None:
+    """Stop exactly the processes `monitor up` recorded."""
+    from devcloud import monitor as m
+
+    stopped = _run(ctx, lambda: m.down(ctx.obj["paths"]))
+    _say(f"stopped: {', '.join(stopped) or 'nothing was running'}")
+
+
+@monitor.command("status")
+@click.pass_context
+def monitor_status(ctx: click.Context) -> None:
+    """PIDs and URLs; exit 1 unless both run."""
+    from devcloud import monitor as m
+
+    st = m.status(ctx.obj["paths"])
+    _say(f"exporter   {st.exporter_pid or 'stopped'}  {st.exporter_url}")
+    _say(f"prometheus {st.prometheus_pid or 'stopped'}  {st.prometheus_url}")
+    if not (st.exporter_pid and st.prometheus_pid):
+        sys.exit(1)
