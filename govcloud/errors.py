@@ -203,3 +203,22 @@ class HostKeyError(SSHError):
         super().__init__(message, hint=hint, host=host)
         self.presented = presented
         self.expected = expected
+
+
+class MigrationError(RuntimeFailure):
+    """A migration step failed on a host or in the cloud; names the system, the step and the evidence."""
+
+
+class PreflightError(RuntimeFailure):
+    """The pre-flight checks found problems; lists every one (host or file, what, how to fix). Nothing was provisioned."""
+
+    def __init__(self, message: str, *, hint: str = "", problems: tuple[str, ...] = ()) -> None:
+        super().__init__(message, hint=hint)
+        self.problems = problems
+
+    def render(self) -> str:
+        return "\n".join([*(f"error: {p}" for p in self.problems), super().render()])
+
+
+class OutsideWindowError(RefusedError):
+    """A cutover was asked for outside the wave's maintenance window (and without --outside-window)."""

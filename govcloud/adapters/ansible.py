@@ -32,6 +32,7 @@ class Target:
     user: str = "root"
     port: int = 22
     ssh_key: str = ""  # overrides the run's key (infra hosts authorise the controller key, servers the ops key)
+    vars: tuple[tuple[str, Any], ...] = ()  # extra host variables (e.g. a migration target's data paths)
 
 
 @dataclass(frozen=True)
@@ -95,6 +96,7 @@ def build_inventory(targets: Iterable[Target], *, ssh_key: Path, known_hosts: Pa
         }
         if t.ssh_key:
             hostvars[t.name]["ansible_ssh_private_key_file"] = t.ssh_key
+        hostvars[t.name].update(dict(t.vars))
         for kind, value in (("region", t.region), ("site", t.site), ("dept", t.department), ("system", t.system),
                             ("role", t.role)):
             if value:

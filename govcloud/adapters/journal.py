@@ -260,12 +260,16 @@ class Journal:
 
     # ------------------------------------------------------------ runs
 
-    def start_run(self, plan: str, wave: int, command: str = "run", *, run_id: str | None = None) -> str:
+    def start_run(self, plan: str, wave: int, command: str = "run", *, run_id: str | None = None,
+                  options: Mapping[str, Any] | None = None) -> str:
         run_id = run_id or f"run-{uuid.uuid4().hex[:12]}"
         with self._tx() as db:
             db.execute("INSERT INTO runs (id, plan, wave, command, status, actor, pid, host, started_at) "
                        "VALUES (?, ?, ?, ?, 'running', ?, ?, ?, ?)",
                        (run_id, plan, wave, command, self.actor, os.getpid(), socket.gethostname(), now()))
+            if options is not None:  # kept as a run-level fact (system "") so `resume` can repeat them
+                db.execute("INSERT INTO facts (run_id, plan, system, step, key, value, at) VALUES (?, ?, '', 'run', "
+                           "'run_options', ?, ?)", (run_id, plan, _dumps(dict(options)), now()))
             self._append_audit(f"run.{command}", f"{plan}/wave-{wave}", "started", {"run_id": run_id, "pid": os.getpid()})
         return run_id
 
@@ -279,7 +283,14 @@ class Journal:
 
     def runs(self, plan: str | None = None) -> list[dict[str, Any]]:
         sql = "SELECT * FROM runs" + (" WHERE plan = ?" if plan else "") + " ORDER BY started_at"
-        return [dict(r) for r in self._db.execute(sql, (plan,) if plan else ()).fetchall()]
+        out = []
+        for r in self._db.execute(sql, (plan,) if plan else ()).fetchall():
+            d = dict(r)
+            opt = self._db.execute("SELECT value FROM facts WHERE run_id = ? AND system = '' AND key = 'run_options' "
+                                   "ORDER BY id DESC LIMIT 1", (d["id"],)).fetchone()
+            d["options"] = json.loads(opt["value"]) if opt else {}
+            out.append(d)
+        return out
 
     # ------------------------------------------------------------ per-system state
 

@@ -846,6 +846,119 @@ class OpenStackCloud:
                   what=self._what(ch))
         return ch.observed_id
 
+    # --- migration targets (servers) -------------------------------------------------------------
+
+    def find_project_id(self, name: str) -> str | None:
+        """The id of Keystone project ``name`` (None when absent)."""
+        c = self.conn(GLOBAL)
+        p = self.call(lambda: _idp(c).find_project(name, ignore_missing=True), region=GLOBAL, what=f"find project {name}")
+        return str(p.id) if p is not None else None
+
+    def landing_zone(self, region: str, project_id: str, department: str) -> dict[str, Any]:
+        """What a migration needs from a department's landing zone in one region: the app network,
+        security groups, keypair, image names and flavors, and the project's compute quota and usage
+        (one list call each). Missing pieces come back as ``None`` / empty for the preflight to name."""
+        c = self.conn(region)
+        pname = project_name(department)
+        nets = self.call(lambda: list(c.network.networks(project_id=project_id)), region=region, what=f"list networks of {pname}")
+        sgs = self.call(lambda: list(c.network.security_groups(project_id=project_id)), region=region,
+                        what=f"list security groups of {pname}")
+        flavors = self.call(lambda: list(c.compute.flavors(details=True)), region=region, what="list flavors")
+        images = self.call(lambda: list(c.image.images()), region=region, what="list images")
+        try:
+            kp = self.call(lambda: c.compute.get_keypair(pname), region=region, what=f"get keypair {pname}")
+        except OpenStackError as exc:
+            if exc.status != 404:
+                raise
+            kp = None
+        qs = self.call(lambda: c.compute.get_quota_set(project_id, usage=True), region=region, what=f"get quota of {pname}")
+        usage = dict(getattr(qs, "usage", None) or {})
+        quota = {k: int(getattr(qs, k) or 0) for k in ("cores", "ram", "instances")}
+        return {
+            "network": next((n.id for n in nets if n.name == f"{pname}-app"), None),
+            "security_groups": [g.name for g in sgs if g.name in (f"{pname}-base", f"{pname}-app")],
+            "keypair": kp.name if kp is not None else None,
+            "images": {i.name: i.id for i in images if i.name},
+            "flavors": [{"name": f.name, "id": f.id, "vcpus": int(f.vcpus or 0), "ram_mb": int(f.ram or 0)} for f in flavors],
+            "quota": quota,
+            "in_use": {k: int(usage.get(k, 0) or 0) for k in quota},
+        }
+
+    def site_capacity(self, region: str) -> dict[str, dict[str, int]]:
+        """Free vCPUs and RAM (MB) per availability zone, from Placement (inventory x allocation ratio
+        minus reserved and used) and Nova's aggregates (which hosts form which zone). Admin APIs."""
+        c = self.conn(region)
+        aggs = self.call(lambda: list(c.compute.aggregates()), region=region, what="list host aggregates")
+        zone_of = {h: a.availability_zone for a in aggs if a.availability_zone for h in (a.hosts or [])}
+        rps = self.call(lambda: list(c.placement.resource_providers()), region=region, what="list resource providers")
+        out: dict[str, dict[str, int]] = {}
+        for rp in rps:
+            az = zone_of.get(rp.name)
+            if az is None:
+                continue
+            inv = self._placement_get(region, f"/resource_providers/{rp.id}/inventories")["inventories"]
+            used = self._placement_get(region, f"/resource_providers/{rp.id}/usages")["usages"]
+            slot = out.setdefault(az, {"vcpus": 0, "ram_mb": 0})
+            for rc, key in (("VCPU", "vcpus"), ("MEMORY_MB", "ram_mb")):
+                if rc in inv:
+                    i = inv[rc]
+                    slot[key] += int((i["total"] - i.get("reserved", 0)) * i.get("allocation_ratio", 1.0)) - int(used.get(rc, 0))
+        return out
+
+    def _placement_get(self, region: str, path: str) -> dict[str, Any]:
+        c = self.conn(region)
+        doc: dict[str, Any] = self.call(lambda: c.placement.get(path).json(), region=region, what=f"GET placement {path}")
+        return doc
+
+    def find_servers(self, region: str, tag: str) -> list[Any]:
+        """Servers (any project, any status but deleted) carrying Nova tag ``tag``: one list call."""
+        c = self.conn(region)
+        return self.call(lambda: list(c.compute.servers(all_projects=True, tags=tag)), region=region,
+                         what=f"list servers tagged {tag}")
+
+    def boot_server(self, region: str, project_id: str, *, name: str, image_id: str, flavor_id: str, network_id: str,
+                    az: str, key_name: str, metadata: Mapping[str, str], tags: Iterable[str],
+                    security_groups: Iterable[str]) -> Any:
+        """Create one server in the department project. A create whose response was lost is found by
+        name + ownership tag and not re-sent (no duplicate)."""
+        c = self._scoped_conn(region, project_id)
+        tag_list = sorted(tags)
+        admin = self.conn(region)
+
+        def present() -> Any | None:
+            for s in admin.compute.servers(all_projects=True, tags=tag_list[0], name=f"^{re.escape(name)}$"):
+                if s.name == name and s.project_id == project_id:
+                    return s
+            return None
+
+        return self.call(lambda: c.compute.create_server(
+            name=name, image_id=image_id, flavor_id=flavor_id, networks=[{"uuid": network_id}], availability_zone=az,
+            key_name=key_name, metadata=dict(metadata), tags=tag_list,
+            security_groups=[{"name": g} for g in security_groups]), region=region, what=f"create server {name}",
+            recheck=present)
+
+    def server(self, region: str, server_id: str) -> Any | None:
+        c = self.conn(region)
+        try:
+            return self.call(lambda: c.compute.get_server(server_id), region=region, what=f"get server {server_id}")
+        except OpenStackError as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    def delete_server(self, region: str, server_id: str) -> None:
+        c = self.conn(region)
+        self.call(lambda: c.compute.delete_server(server_id, ignore_missing=True, force=True), region=region,
+                  what=f"delete server {server_id}")
+
+    @staticmethod
+    def fixed_ipv4(server: Any) -> str:
+        for _net, addrs in sorted((server.addresses or {}).items()):
+            for a in addrs:
+                if a.get("version") == 4 and a.get("OS-EXT-IPS:type", "fixed") == "fixed":
+                    return str(a.get("addr"))
+        return ""
+
     def close(self) -> None:
         for c in [*self._conns.values(), *self._scoped.values()]:
             try:

@@ -282,6 +282,7 @@ class RsyncSpec:
     # compare contents, not size+mtime: for the pass after a manifest mismatch (a file rewritten with the
     # same size within the mtime granularity of the last sync is otherwise skipped by rsync's quick check)
     checksum: bool = False
+    excludes: tuple[str, ...] = ()  # rsync --exclude patterns (e.g. the app's pid and log files)
 
 
 def rsync_ssh_command(spec: RsyncSpec) -> str:
@@ -300,6 +301,7 @@ def rsync_argv(spec: RsyncSpec) -> list[str]:
         argv += [f"--bwlimit={spec.bwlimit_kib}"]
     if spec.checksum:
         argv += ["--checksum"]
+    argv += [f"--exclude={x}" for x in spec.excludes]
     return argv + [spec.source_path.rstrip("/") + "/", f"{spec.dest_user}@{host}:{spec.dest_path.rstrip('/')}/"]
 
 

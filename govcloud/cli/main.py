@@ -79,7 +79,9 @@ def cli(ctx: click.Context, root: Path | None, output: str, debug: bool, verbose
 def _register() -> None:
     from govcloud.cli.audit import audit
     from govcloud.cli.exporter import exporter
+    from govcloud.cli.failover import failover
     from govcloud.cli.hosts import hosts
+    from govcloud.cli.migrate import migrate
     from govcloud.cli.plan import plan
     from govcloud.cli.provision import provision
     from govcloud.cli.validate import validate
@@ -90,6 +92,8 @@ def _register() -> None:
     cli.add_command(hosts)
     cli.add_command(audit)
     cli.add_command(exporter)
+    cli.add_command(failover)
+    cli.add_command(migrate)
 
 
 _register()

@@ -1,0 +1,357 @@
+"""`govcloud migrate` end to end on the devcloud (real Nova, Neutron, Keystone) and the site lab.
+
+A small inventory (tests/data/mig: department ``tmig``, systems tmig-db active-active, tmig-app
+active-standby, tmig-web single, and tmig-bad for the preflight) gets its landing zone through
+`govcloud provision apply`; its legacy hosts (10.240.31.x) come from ``devcloud.lab.legacy.create_legacy``
+with the sample app and generated data. Every command runs as a real ``govcloud`` subprocess. Booted
+servers become lab hosts through the lab's reconcile watcher (or, when no watcher runs, a reconcile
+loop in this module: the same code). Everything made here is removed at the end (servers by the
+migration's ownership tag, lab hosts by name, the landing zone by prefix).
+
+The only fault injected is the crash itself: ``GOVCLOUD_FAULT_KILL_AT`` makes the migrate process
+SIGKILL itself at a named point, which no real part can do on cue.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sqlite3
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from devcloud.procs import wait_for
+from devcloud.testing import CloudSession, purge_prefixed
+
+pytestmark = pytest.mark.integration
+
+REPO = Path(__file__).resolve().parents[2]
+DATA = REPO / "tests" / "data" / "mig"
+PLAN = DATA / "plan.yaml"
+WAVE1 = ("tmig-db", "tmig-app", "tmig-web")
+EXPECTED_SERVERS = {"tmig-db": 2, "tmig-app": 2, "tmig-web": 1}
+LEGACY_HOSTS = {"tmig-db": ["tmig-db-01"], "tmig-app": ["tmig-app-01"], "tmig-web": ["tmig-web-01"],
+                "tmig-bad": ["tmig-bad-01", "tmig-bad-02"]}
+FILES, SIZE = 8, 64 * 1024
+CRASH_SEQUENCE = (  # each process of one migration is killed at the next point; >= 10, every phase
+    "preflight.after_intent",
+    "provision.after_boot_request",
+    "provision.after_active",
+    "provision.after_configure",
+    "sync.after_key",
+    "sync.after_rsync",
+    "cutover.after_stop",
+    "cutover.after_final_sync",
+    "cutover.after_start",
+    "cutover.after_switch",
+    "verify.before_outcome",
+    "finish.before_outcome",
+)
+
+
+@dataclass
+class Env:
+    root: Path
+    lab: Any
+    session: CloudSession
+    env: dict[str, str]
+
+    def govcloud(self, *args: str, fault: str | None = None, journal: str = "journal.sqlite",
+                 timeout: float = 600) -> subprocess.CompletedProcess[str]:
+        env = {**self.env, "GOVCLOUD_JOURNAL": str(self.root / ".govcloud" / journal),
+               "GOVCLOUD_SERVICE_MAP": str(self.root / ".govcloud" / (journal + ".service-map.json"))}
+        env.pop("GOVCLOUD_FAULT_KILL_AT", None)
+        if fault:
+            env["GOVCLOUD_FAULT_KILL_AT"] = fault
+        return subprocess.run([sys.executable, "-m", "govcloud", "--root", str(self.root), *args], env=env, text=True,
+                              capture_output=True, timeout=timeout, cwd=self.root, check=False)
+
+    def migrate_args(self, *extra: str) -> list[str]:
+        lab = self.lab
+        return ["--known-hosts", str(lab.known_hosts), "--ssh-key", str(lab.controller_key),
+                "--control-path-dir", str(lab.paths.lab / "cp"), *extra]
+
+    def journal(self, name: str = "journal.sqlite") -> Path:
+        return self.root / ".govcloud" / name
+
+    def servers(self, system: str) -> list[Any]:
+        out = []
+        for cloud in ("gz", "st"):
+            c = self.session.connect(cloud)
+            out += [s for s in c.compute.servers(all_projects=True, tags=f"govcloud:system={system}")]
+        return out
+
+
+def _delete_servers(session: CloudSession, systems: tuple[str, ...]) -> None:
+    ids: list[tuple[str, str]] = []
+    for cloud in ("gz", "st"):
+        c = session.connect(cloud)
+        for s in c.compute.servers(all_projects=True, tags="govcloud:migration"):
+            if any(f"govcloud:system={x}" in (s.tags or []) for x in systems):
+                c.compute.delete_server(s, force=True)
+                ids.append((cloud, s.id))
+    if ids:
+        def gone() -> bool:
+            return all(session.connect(cl).compute.find_server(i, all_projects=True, ignore_missing=True) is None
+                       for cl, i in ids)
+
+        wait_for(gone, timeout=120, interval=1, what="test servers deleted")
+
+
+@pytest.fixture(scope="module")
+def env(devcloud_cloud: CloudSession, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
+    from devcloud.lab.reconcile import reconcile
+    from devcloud.lab.testing import lab_session
+
+    root = tmp_path_factory.mktemp("mig")
+    shutil.copytree(DATA / "inventories", root / "inventories")
+    (root / "govcloud.yaml").write_text("version: 1\n")
+    vars_ = {**os.environ, "OS_CLIENT_CONFIG_FILE": str(devcloud_cloud.clouds_yaml),
+             "GOVCLOUD_STATE_DIR": str(root / "state"), "PYTHONPATH": str(REPO)}
+    with lab_session(devcloud_cloud.paths, hosts_per_site=1) as lab:
+        watcher = bool((lab.status().get("watcher") or {}).get("pid"))
+        stop = threading.Event()
+
+        def loop() -> None:  # only without the lab's own watcher: the same reconcile, every second
+            while not stop.wait(1.0):
+                try:
+                    reconcile(lab, clouds_yaml=devcloud_cloud.clouds_yaml)
+                except Exception:  # noqa: BLE001, S110 - a failed pass is retried by the next one
+                    pass
+
+        thread = threading.Thread(target=loop, daemon=True)
+        if not watcher:
+            thread.start()
+        e = Env(root, lab, devcloud_cloud, vars_)
+        systems = tuple(LEGACY_HOSTS)
+        _delete_servers(devcloud_cloud, systems)  # leftovers of an interrupted earlier session
+        try:
+            r = e.govcloud("provision", "apply", "--department", "tmig-dept", "--yes")
+            assert r.returncode == 0, r.stdout + r.stderr
+            yield e
+        finally:
+            _delete_servers(devcloud_cloud, systems)
+            for hosts in LEGACY_HOSTS.values():
+                for h in hosts:
+                    lab.remove_host(h)
+            stop.set()
+            reconcile(lab, clouds_yaml=devcloud_cloud.clouds_yaml)
+            purge_prefixed(devcloud_cloud.connect, "tmig")
+
+
+def fresh(e: Env, systems: tuple[str, ...]) -> None:
+    """Legacy hosts with fresh data and the app running, and no servers, for ``systems``.
+
+    An existing legacy host is reset in place (data regenerated, app restarted) rather than re-created:
+    that is what a test needs, and it is faster."""
+    from devcloud.lab.legacy import (
+        app_control,
+        create_legacy,
+        generate_data,
+        host_srv,
+        legacy_hosts,
+        read_departments,
+    )
+
+    _delete_servers(e.session, systems)
+    have = {h.key for h in e.lab.hosts(kind="legacy")}
+    for h in legacy_hosts(read_departments(e.root / "inventories"), list(systems)):
+        if h.name not in have:
+            continue
+        app_control(e.lab, h.name, "stop")
+        for p in h.data:
+            d = host_srv(e.lab, h.name) / Path(p).relative_to("/srv")
+            shutil.rmtree(d, ignore_errors=True)
+            generate_data(d, f"{h.name}:{p}", files=FILES, size=SIZE)
+    create_legacy(e.lab, e.root / "inventories", list(systems), files=FILES, size=SIZE)  # new hosts; starts every app
+
+
+def sha_tree(lab: Any, host: str, path: str) -> dict[str, str]:
+    r = lab.exec(host, ["sh", "-c", f"cd {path} && find . -type f -print0 | sort -z | xargs -0 sha256sum"])
+    assert r.returncode == 0, r.stderr
+    return {line.split()[1]: line.split()[0] for line in r.stdout.splitlines()}
+
+
+def facts(journal: Path, system: str, key: str) -> list[tuple[str, str, Any]]:
+    with sqlite3.connect(journal) as db:
+        rows = db.execute("SELECT run_id, step, value FROM facts WHERE system = ? AND key = ? ORDER BY id",
+                          (system, key)).fetchall()
+    return [(r[0], r[1], json.loads(r[2])) for r in rows]
+
+
+def state_of(e: Env, journal: str = "journal.sqlite") -> dict[str, str]:
+    r = e.govcloud("--output", "json", "migrate", "status", journal=journal)
+    assert r.returncode == 0, r.stderr
+    return {row["system"]: row["state"] for row in json.loads(r.stdout)}
+
+
+def service_map(e: Env, journal: str) -> dict[str, Any]:
+    doc: dict[str, Any] = json.loads((e.root / ".govcloud" / (journal + ".service-map.json")).read_text())
+    return doc["services"]
+
+
+def assert_migrated(e: Env, journal: str, systems: tuple[str, ...]) -> None:
+    """Servers by tag (no duplicates), data equal per target, app healthy on the target, endpoint there."""
+    from devcloud.lab.testing import http_get
+
+    smap = service_map(e, journal)
+    for system in systems:
+        servers = e.servers(system)
+        assert len(servers) == EXPECTED_SERVERS[system], [s.name for s in servers]
+        assert len({s.name for s in servers}) == len(servers)
+        targets = facts(e.journal(journal), system, "targets")[-1][2]
+        for t in targets:
+            legacy = t["legacy_host"]
+            for path in t["data"]:
+                assert sha_tree(e.lab, t["ip"], path) == sha_tree(e.lab, legacy, path), (system, t["name"], path)
+            status, body = http_get(f"http://{t['ip']}:8080/health")
+            assert status == 200 and json.loads(body)["status"] == "ok", (t, body)
+            assert json.loads(body)["hostname"] == t["name"]
+        primary = next(t for t in targets if t["primary"])
+        assert smap[system]["address"] == primary["ip"] and smap[system]["history"][-1]["address"].startswith("10.240.31.")
+        downtime = facts(e.journal(journal), system, "downtime_seconds")
+        assert downtime and 0 < downtime[-1][2] < 60
+
+
+def inside_window_now() -> bool:
+    from govcloud.migrate.targets import window_state
+    from govcloud.model import Window
+
+    return window_state(Window(("sat", "sun"), "22:00", "06:00"), datetime.now(ZoneInfo("Asia/Shanghai"))).inside
+
+
+# ------------------------------------------------------------------ tests
+
+
+def test_preflight_lists_unreachable_host_and_wrong_host_key_and_provisions_nothing(env: Env, tmp_path: Path) -> None:
+    from devcloud.lab.testing import ssh_keygen
+
+    fresh(env, ("tmig-bad",))
+    env.lab.remove_host("tmig-bad-01")  # its address answers nothing now: unreachable
+    other = ssh_keygen(tmp_path / "other", "not-the-host-key").split()
+    kh = tmp_path / "known_hosts"
+    lines = []
+    for line in env.lab.known_hosts.read_text().splitlines():
+        if line.split(" ", 1)[0].split(",")[0] == "tmig-bad-02":
+            line = f"{line.split(' ', 1)[0]} {other[0]} {other[1]}"
+        lines.append(line)
+    kh.write_text("\n".join(lines) + "\n")
+    args = env.migrate_args()
+    args[1] = str(kh)
+    r = env.govcloud("migrate", "run", str(PLAN), "--wave", "2", "--outside-window", *args, journal="pre.sqlite")
+    assert r.returncode == 1, r.stdout + r.stderr
+    err = r.stderr
+    assert "tmig-bad: legacy host tmig-bad-01 (10.240.31.20) unreachable" in err, err
+    assert "host key of tmig-bad-02 (10.240.31.21) does not match known_hosts" in err, err
+    assert "nothing was provisioned" in err
+    assert env.servers("tmig-bad") == []
+    assert state_of(env, "pre.sqlite")["tmig-bad"] == "failed"
+
+
+def test_wave_migrates_end_to_end_and_the_audit_log_holds(env: Env) -> None:
+    fresh(env, WAVE1)
+    r = env.govcloud("migrate", "run", str(PLAN), "--wave", "1", "--outside-window", *env.migrate_args(), journal="e2e.sqlite")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert all(s in r.stdout for s in WAVE1), r.stdout  # the per-system outcome table
+    assert state_of(env, "e2e.sqlite") == {s: "done" for s in WAVE1}
+    assert_migrated(env, "e2e.sqlite", WAVE1)
+    # the legacy side is stopped but intact
+    from devcloud.lab.legacy import app_control
+
+    rc, _ = app_control(env.lab, "tmig-db-01", "status")
+    assert rc == 3
+    assert sha_tree(env.lab, "tmig-db-01", "/srv/tmig-db")
+    # audit: intact, then one edited record is caught
+    r = env.govcloud("audit", "verify", journal="e2e.sqlite")
+    assert r.returncode == 0, r.stderr
+    with sqlite3.connect(env.journal("e2e.sqlite")) as db:
+        seq = db.execute("SELECT seq FROM audit WHERE action = 'migrate.cutover' AND result = 'ok' LIMIT 1").fetchone()[0]
+        db.execute("UPDATE audit SET result = 'failed' WHERE seq = ?", (seq,))
+    r = env.govcloud("audit", "verify", journal="e2e.sqlite")
+    assert r.returncode == 1 and f"record {seq}" in r.stderr and "edited" in r.stderr, r.stderr
+
+
+def test_source_changed_between_warm_sync_and_cutover_moves_the_delta(env: Env) -> None:
+    fresh(env, ("tmig-db",))
+    r = env.govcloud("migrate", "run", str(PLAN), "--wave", "1", "--systems", "tmig-db", "--manual-cutover",
+                     *env.migrate_args(), journal="delta.sqlite")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert state_of(env, "delta.sqlite")["tmig-db"] == "synced"
+    warm = facts(env.journal("delta.sqlite"), "tmig-db", "literal_data")[-1][2]
+    assert warm >= FILES * SIZE  # the full copy (two targets)
+    # the source keeps running and changes: 4 KiB rewritten in place (same size) and a new file
+    change = ("import os; f=open('/srv/tmig-db/part-0003.bin','r+b'); f.seek(8192); f.write(os.urandom(4096)); f.close();"
+              "open('/srv/tmig-db/new.bin','wb').write(os.urandom(10000))")
+    assert env.lab.exec("tmig-db-01", ["python3", "-c", change]).returncode == 0
+    if not inside_window_now():
+        r = env.govcloud("migrate", "cutover", "tmig-db", journal="delta.sqlite")
+        assert r.returncode == 4 and "outside wave 1's window" in r.stderr, r.stdout + r.stderr
+        assert state_of(env, "delta.sqlite")["tmig-db"] == "synced"
+    r = env.govcloud("migrate", "cutover", "tmig-db", "--outside-window", journal="delta.sqlite")
+    assert r.returncode == 0, r.stdout + r.stderr
+    decisions = facts(env.journal("delta.sqlite"), "tmig-db", "sync_decision")
+    assert decisions[-1][1:] == ("cutover", "delta")
+    literal = facts(env.journal("delta.sqlite"), "tmig-db", "literal_data")[-1]
+    assert literal[1] == "cutover" and 2 * (4096 + 10000) <= literal[2] < warm // 4, literal
+    assert_migrated(env, "delta.sqlite", ("tmig-db",))
+
+
+def test_a_broken_target_app_is_rolled_back_and_the_legacy_service_is_healthy(env: Env) -> None:
+    from devcloud.lab.testing import http_get
+
+    fresh(env, ("tmig-db",))
+    r = env.govcloud("migrate", "run", str(PLAN), "--wave", "1", "--systems", "tmig-db", "--manual-cutover",
+                     *env.migrate_args(), journal="rb.sqlite")
+    assert r.returncode == 0, r.stdout + r.stderr
+    targets = facts(env.journal("rb.sqlite"), "tmig-db", "targets")[-1][2]
+    primary = next(t for t in targets if t["primary"])
+    # break the application on the target: its control script fails to start it
+    broken = "printf '#!/bin/sh\\necho broken >&2\\nexit 1\\n' > /srv/govcloud/app-ctl"
+    assert env.lab.exec(primary["ip"], ["sh", "-c", broken]).returncode == 0
+    r = env.govcloud("migrate", "cutover", "tmig-db", "--outside-window", journal="rb.sqlite")
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "not healthy" in r.stdout + r.stderr
+    assert state_of(env, "rb.sqlite")["tmig-db"] == "rolled_back"
+    status, body = http_get("http://10.240.31.10:8080/health")
+    assert status == 200 and json.loads(body)["hostname"] == "tmig-db-01"
+    assert service_map(env, "rb.sqlite")["tmig-db"]["address"] == "10.240.31.10"
+    assert len(env.servers("tmig-db")) == 2  # the targets are kept for inspection
+    r = env.govcloud("migrate", "log", "tmig-db", journal="rb.sqlite")
+    assert "rollback" in r.stdout and "rolled_back" in r.stdout
+
+
+def test_kill_9_at_every_crash_point_then_resume_completes_without_duplicates_or_recopy(env: Env) -> None:
+    fresh(env, WAVE1)
+    j = "crash.sqlite"
+    first = env.govcloud("migrate", "run", str(PLAN), "--wave", "1", "--outside-window", *env.migrate_args(),
+                         fault=CRASH_SEQUENCE[0], journal=j)
+    assert first.returncode == -9, first.stdout + first.stderr
+    for point in CRASH_SEQUENCE[1:]:
+        r = env.govcloud("migrate", "resume", "--outside-window", fault=point, journal=j)
+        assert r.returncode == -9, f"{point}: not reached: {r.stdout}{r.stderr}"
+    r = env.govcloud("migrate", "resume", "--outside-window", journal=j)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert state_of(env, j) == {s: "done" for s in WAVE1}
+    assert_migrated(env, j, WAVE1)
+    # tmig-db lived through every crash: its data was copied once (by the run killed after rsync);
+    # every sync journalled afterwards moved no file data (only rsync's file list)
+    literal = facts(env.journal(j), "tmig-db", "literal_data")
+    sent = facts(env.journal(j), "tmig-db", "bytes_sent")
+    assert literal and all(v == 0 for _, _, v in literal), literal
+    assert all(v < FILES * SIZE // 10 for _, _, v in sent), sent
+    # no per-migration key left on any target
+    for t in facts(env.journal(j), "tmig-db", "targets")[-1][2]:
+        keys = env.lab.exec(t["ip"], ["cat", "/root/.ssh/authorized_keys"]).stdout
+        assert "govcloud-mig-" not in keys
+    r = env.govcloud("audit", "verify", journal=j)
+    assert r.returncode == 0, r.stderr
