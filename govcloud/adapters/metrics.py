@@ -58,7 +58,7 @@ STEP_BUCKETS: tuple[float, ...] = (1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 
 DOWNTIME_BUCKETS: tuple[float, ...] = (1, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
 DECISIONS: tuple[str, ...] = ("hold", "failover", "refuse", "failback")
 FACT_BYTES = "bytes_sent"  # fact a sync step records (bytes transferred by that sync)
-FACT_DOWNTIME = "downtime_seconds"  # fact the cutover step records
+FACT_DOWNTIME = "downtime_seconds"  # fact the verify step records (source stopped -> target healthy)
 FACT_WINDOW_END = "window_end"  # fact the cutover step records at its intent: end of the wave's window (unix s)
 ACTIVE_CUTOVER: frozenset[str] = frozenset({State.CUTOVER.value, State.VERIFIED.value})
 
@@ -106,6 +106,16 @@ METRICS: tuple[MetricSpec, ...] = (
                "Data loss window of the last failover, in seconds of commits.", "failover"),
     MetricSpec("govcloud_failover_last_lost_commits", "gauge", ("service",),
                "Acknowledged commits lost by the last failover (0 required for the sync pair).", "failover"),
+    MetricSpec("govcloud_replication_primary", "gauge", ("service", "site"),
+               "1 for the site holding the service's primary, 0 for its standbys' sites.", "failover"),
+    MetricSpec("govcloud_replication_streaming", "gauge", ("service", "standby_site"),
+               "1 when the standby was streaming from the primary at the controller's last check, else 0.",
+               "failover"),
+    MetricSpec("govcloud_failover_epoch", "gauge", ("service",),
+               "Fencing epoch of the service's current primary (every promotion increments it).", "failover"),
+    MetricSpec("govcloud_failover_view_timestamp_seconds", "gauge", (),
+               "Unix time the failover controller last published its view (staleness: time() minus this).",
+               "failover"),
     MetricSpec("govcloud_failover_decision", "stateset", ("govcloud_failover_decision",),
                "The decision the failover controller currently holds.", "failover"),
     MetricSpec("govcloud_failover_decision_info", "info", ("decision", "reason"),
@@ -342,6 +352,16 @@ class FailoverRecord:
 
 
 @dataclass(frozen=True)
+class MemberSample:
+    """One member of a replicated service: its site, whether it is the primary, and (standbys) streaming."""
+
+    service: str
+    site: str
+    primary: bool
+    streaming: bool = True
+
+
+@dataclass(frozen=True)
 class FailoverView:
     """What the failover controller publishes: replication, failovers, and its current decision."""
 
@@ -350,10 +370,25 @@ class FailoverView:
     failovers: tuple[FailoverRecord, ...] = ()
     decision: str = "hold"
     reason: str = ""
+    members: tuple[MemberSample, ...] = ()
+    epochs: tuple[tuple[str, int], ...] = ()  # (service, fencing epoch)
+    published_at: float | None = None
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> FailoverView:
-        """From the JSON the failover controller writes (keys as the field names)."""
+        """From the JSON the failover controller writes: the field names, plus its ``service``, ``primary``,
+        ``epoch``, ``standbys`` (site, streaming) and ``published_at`` (one service per file)."""
+        service = d.get("service")
+        members: list[MemberSample] = []
+        epochs: list[tuple[str, int]] = []
+        if isinstance(service, str):
+            if isinstance(d.get("primary"), str):
+                members.append(MemberSample(service, d["primary"], True))
+            members += [MemberSample(service, str(s["site"]), False, bool(s.get("streaming", False)))
+                        for s in d.get("standbys", ()) if isinstance(s, Mapping) and "site" in s]
+            if isinstance(d.get("epoch"), int):
+                epochs.append((service, int(d["epoch"])))
+        published = d.get("published_at")
         return cls(
             replicas=tuple(ReplicaSample(str(r["service"]), str(r["standby_site"]), float(r.get("lag_seconds", 0)),
                                          float(r.get("lag_bytes", 0))) for r in d.get("replicas", ())),
@@ -361,6 +396,9 @@ class FailoverView:
             failovers=tuple(FailoverRecord(**f) for f in d.get("failovers", ())),
             decision=str(d.get("decision", "hold")),
             reason=str(d.get("reason", "")),
+            members=tuple(members),
+            epochs=tuple(epochs),
+            published_at=float(published) if isinstance(published, int | float) else None,
         )
 
 
@@ -388,11 +426,24 @@ def failover_families(view: FailoverView) -> list[Metric]:
             rpo_last.add_metric([f.service], f.last_rpo_seconds)
         if f.last_lost_commits is not None:
             lost.add_metric([f.service], f.last_lost_commits)
+    primary = _family("govcloud_replication_primary")
+    streaming = _family("govcloud_replication_streaming")
+    for m in view.members:
+        primary.add_metric([m.service, m.site], 1 if m.primary else 0)
+        if not m.primary:
+            streaming.add_metric([m.service, m.site], 1 if m.streaming else 0)
+    epoch = _family("govcloud_failover_epoch")
+    for service, e in view.epochs:
+        epoch.add_metric([service], e)
+    published = _family("govcloud_failover_view_timestamp_seconds")
+    if view.published_at is not None:
+        published.add_metric([], view.published_at)
     decision = _family("govcloud_failover_decision")
     decision.add_metric([], {d: d == view.decision for d in DECISIONS})
     info = _family("govcloud_failover_decision_info")
     info.add_metric([], {"decision": view.decision, "reason": view.reason})
-    return [lag_s, lag_b, rpo, total, running, rto, rpo_last, lost, decision, info]
+    return [lag_s, lag_b, rpo, total, running, rto, rpo_last, lost, primary, streaming, epoch, published, decision,
+            info]
 
 
 def FailoverCollector(latest: Callable[[], FailoverView | None]) -> ViewCollector[FailoverView]:  # noqa: N802
@@ -463,9 +514,12 @@ def render_markdown() -> str:
     lines += [
         "",
         "Histograms expose `_bucket`, `_sum` and `_count`. Facts read from the journal: "
-        f"`{FACT_BYTES}` (sync steps), `{FACT_DOWNTIME}` (cutover), `{FACT_WINDOW_END}` (cutover: unix time "
+        f"`{FACT_BYTES}` (sync steps), `{FACT_DOWNTIME}` (verify: source stopped to target healthy), "
+        f"`{FACT_WINDOW_END}` (cutover: unix time "
         "or ISO timestamp the wave's window ends). Failover metrics come from the JSON the failover controller "
-        "writes (`--failover-state`, fields of `FailoverView`); they are absent until it writes one.",
+        "writes (`--failover-state`, default `<root>/.govcloud/failover.json`: `FailoverView`'s fields plus "
+        "`service`, `primary`, `epoch`, `standbys`, `published_at`; `govcloud failover status|drill|execute|failback` "
+        "publish it); they are absent until it writes one.",
         "",
     ]
     return "\n".join(lines)

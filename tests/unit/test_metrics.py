@@ -139,6 +139,32 @@ def test_probe_and_failover_views_are_exported() -> None:
     assert list(info) == [(("decision", "hold"), ("reason", "gz-a is up: reachable from all 2 other sites"))]
 
 
+def test_the_failover_controllers_published_view_is_exported() -> None:
+    """The shape `Controller.payload` publishes to failover.json (after a failover: gz-a fenced, not streaming)."""
+    view = FailoverView.from_dict({
+        "replicas": [{"service": "pg", "standby_site": "st-a", "lag_seconds": 0.0, "lag_bytes": 0}],
+        "rpo_seconds": {"pg": 30.0},
+        "failovers": [{"service": "pg", "ok": 1, "failed": 0, "in_progress": False, "last_rto_seconds": 6.2,
+                       "last_rpo_seconds": 0.0, "last_lost_commits": 0}],
+        "decision": "failover", "reason": "gz-a unreachable from gz-b and st-a for 4 s: quorum 2/2; promote gz-b",
+        "service": "pg", "primary": "gz-b", "epoch": 8, "fenced": ["gz-a"], "published_at": 1_800_000_000.5,
+        "standbys": [{"site": "gz-a", "mode": "sync", "streaming": False, "lag_bytes": None, "lag_seconds": None},
+                     {"site": "st-a", "mode": "async", "streaming": True, "lag_bytes": 0, "lag_seconds": 0.0}],
+        "evidence": ["gz-b -> gz-a: down for 4 s"], "decision_log": [],
+    })
+    got = scrape(build_registry(Path("/nonexistent/j.sqlite"), lambda: None, lambda: view))
+    assert got["govcloud_replication_primary"] == {(("service", "pg"), ("site", "gz-b")): 1,
+                                                   (("service", "pg"), ("site", "gz-a")): 0,
+                                                   (("service", "pg"), ("site", "st-a")): 0}
+    assert got["govcloud_replication_streaming"] == {(("service", "pg"), ("standby_site", "gz-a")): 0,
+                                                     (("service", "pg"), ("standby_site", "st-a")): 1}
+    assert got["govcloud_failover_epoch"] == {(("service", "pg"),): 8}
+    assert got["govcloud_failover_view_timestamp_seconds"] == {(): 1_800_000_000.5}
+    assert got["govcloud_failovers_total"][(("result", "ok"), ("service", "pg"))] == 1
+    assert got["govcloud_failover_last_rto_seconds"] == {(("service", "pg"),): 6.2}
+    assert got["govcloud_failover_decision"][(("govcloud_failover_decision", "failover"),)] == 1
+
+
 def test_every_exposed_metric_is_declared_and_follows_the_conventions(tmp_path: Path) -> None:
     """Every family a scrape returns is in METRICS with its labels, and every name follows the conventions."""
     path = tmp_path / "journal.sqlite"
@@ -146,7 +172,9 @@ def test_every_exposed_metric_is_declared_and_follows_the_conventions(tmp_path: 
     view = ProbeView(1.0, (PathSample("gz-a", "st-a", "st", True, 0.001),), (("st-a", "st", True),), (("st", True),))
     fo = FailoverView.from_dict({"replicas": [{"service": "s", "standby_site": "st-a"}], "rpo_seconds": {"s": 1},
                                  "failovers": [{"service": "s", "last_rto_seconds": 1, "last_rpo_seconds": 0,
-                                                "last_lost_commits": 0}]})
+                                                "last_lost_commits": 0}],
+                                 "service": "s", "primary": "gz-a", "epoch": 1, "published_at": 2.0,
+                                 "standbys": [{"site": "st-a", "mode": "async", "streaming": True}]})
     from prometheus_client import generate_latest
 
     text = generate_latest(build_registry(path, lambda: view, lambda: fo)).decode()
