@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The demo: set everything up, bring up the local cloud and lab, then run govcloud's main job on
 # the shipped Guangdong example: validate the inventories, plan the migration waves, provision the
-# departments' landing zones on the devcloud (plan, apply that plan, re-plan: no changes), and
-# configure the lab's site hosts with the Ansible baseline.
+# departments' landing zones on the devcloud (plan, apply that plan, re-plan: no changes), configure
+# the lab's site hosts with the Ansible baseline, migrate the first wave while Prometheus watches,
+# and run a site-loss failover drill on the lab's PostgreSQL (then fail back).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/bootstrap.sh
@@ -36,12 +37,44 @@ govcloud provision plan
 step "govcloud hosts configure: the baseline on the lab's site hosts (Ansible)"
 govcloud hosts configure --hosts-file playbooks/lab-hosts.yml --known-hosts "$LAB/known_hosts" \
   --control-path-dir "$LAB/cp" --baseline-root /srv/govcloud-root
+step "devcloud monitor up: govcloud exporter + Prometheus (loopback), watching the journal and the sites"
+devcloud monitor up --root "$PWD"
+
+step "devcloud lab legacy: the first wave's legacy hosts (sample app + data) in the old machine room"
+mapfile -t WAVE1 < <(python -c 'import sys, yaml
+plan = yaml.safe_load(open("migration_plans/wave-plan.yaml"))
+print("\n".join(s["id"] for s in plan["waves"][0]["systems"]))')
+devcloud lab legacy --from inventories/ "${WAVE1[@]/#/--systems=}"
+
+step "govcloud migrate run: wave 1 (${#WAVE1[@]} systems) onto the cloud"
+# The example's windows are Saturday/Sunday nights (Asia/Shanghai): a weekday demo cuts over outside
+# them, which needs the explicit, audited --outside-window.
+govcloud migrate run wave-plan --wave 1 --concurrency 8 --known-hosts "$LAB/known_hosts" \
+  --ssh-key "$LAB/controller/id_ed25519" --control-path-dir "$LAB/cp" --outside-window
+step "govcloud migrate status: per-system outcome and measured downtime"
+govcloud migrate status wave-plan
+step "govcloud audit verify: the hash-chained audit log of the run"
+govcloud audit verify
+
+step "failover: PostgreSQL primary gz-a, sync standby gz-b, async standby st-a (lab hosts)"
+devcloud lab pg up
+govcloud failover status
+step "govcloud failover drill --scenario site-loss:gz-a (cut gz-a, keep writing, measure RTO/RPO)"
+govcloud failover drill --scenario site-loss:gz-a
+step "govcloud failover failback --switch-back: gz-a rejoins (pg_rewind) and becomes primary again"
+govcloud failover failback --switch-back
+govcloud failover status
+
 cat <<MSG
 
 Demo done. Look at:
-  migration_plans/wave-plan.yaml     the wave plan (check it: govcloud plan check migration_plans/wave-plan.yaml)
+  http://127.0.0.1:9090               Prometheus (alerts: /alerts; try govcloud_migration_systems, govcloud_site_up)
+  http://127.0.0.1:9477/metrics       the govcloud exporter
+  .govcloud/drills/                   the drill report (JSON), also printed above
+  govcloud migrate status wave-plan   per-system state, bytes, downtime; govcloud migrate log SYSTEM
+  migration_plans/wave-plan.yaml      the wave plan (check it: govcloud plan check migration_plans/wave-plan.yaml)
   $STATE/provision-plan.json   the landing-zone plan that was applied
   openstack --os-cloud gz server list   (OS_CLIENT_CONFIG_FILE=$OS_CLIENT_CONFIG_FILE)
-  devcloud status / devcloud lab status
-Stop everything with: devcloud lab down && devcloud down
+  devcloud status / devcloud lab status / devcloud monitor status
+Stop everything with: devcloud monitor down && devcloud lab down && devcloud down
 MSG
