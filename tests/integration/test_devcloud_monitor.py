@@ -12,7 +12,8 @@ from click.testing import CliRunner
 
 from devcloud import monitor as m
 from devcloud.cli import main as devcloud_cli
-from devcloud.lab.testing import lab_session, require
+from devcloud.lab.testing import lab_session
+from devcloud.testing import require
 from devcloud.procs import _is_zombie, process_starttime, wait_for
 
 pytestmark = pytest.mark.integration
