@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import subprocess
+import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Interface
@@ -71,12 +73,19 @@ class Lab:
 
     # ------------------------------------------------------------ lifecycle
 
-    def up(self, hosts_per_site: int = 1) -> list[HostSpec]:
+    def up(self, hosts_per_site: int = 1, *, watch: bool = True) -> list[HostSpec]:
         """Core, four site routers, guard route, and ``hosts_per_site`` infra hosts per datacentre.
 
         Idempotent: an existing lab is completed, not rebuilt. Refuses to start when the lab range
-        overlaps the machine's routes or addresses.
+        overlaps the machine's routes or addresses. With ``watch`` the reconcile watcher (Nova
+        servers -> hosts) is started, or restarted if it died.
         """
+        created = self._up(hosts_per_site)
+        if watch:
+            self.ensure_watcher()
+        return created
+
+    def _up(self, hosts_per_site: int) -> list[HostSpec]:
         with self.store.locked() as st:
             if net.CORE_NS not in net.netns_list():
                 net.check_machine()
@@ -117,9 +126,46 @@ class Lab:
             if not reg.is_running(f"sshd-{h.key}") or net.host_ns(h.key) not in net.netns_list():
                 h.pid = H.start_host(self.files, h)
 
+    # ------------------------------------------------------------ reconcile watcher
+
+    def watcher_pid(self) -> int | None:
+        """PID of the running reconcile watcher (None if it is not running)."""
+        from devcloud.lab.reconcile import WATCH_NAME
+
+        reg = self.files.registry()
+        return reg.pid(WATCH_NAME) if reg.alive(WATCH_NAME) else None
+
+    def ensure_watcher(self, interval: float = 1.0) -> int:
+        """Start ``devcloud lab reconcile --watch`` unless it runs; returns its PID.
+
+        A separate process (survives this one), recorded in the lab's ProcessRegistry so ``down``
+        stops exactly it; its log is ``<lab>/reconcile-watch.log``.
+        """
+        from devcloud.lab.reconcile import WATCH_NAME, watch_log
+
+        reg = self.files.registry()
+        with self.store.locked():  # two `lab up` at once must not both start one (the PID file would name the loser)
+            pid = self.watcher_pid()
+            if pid is not None:
+                return pid
+            reg.forget(WATCH_NAME)  # dead (or a zombie child of this very process): drop its PID file
+            pkg_parent = str(Path(__file__).resolve().parents[2])
+            env = {k: v for k, v in os.environ.items() if not k.startswith("OS_")}
+            env["DEVCLOUD_HOME"] = str(self.paths.home)
+            env["PYTHONPATH"] = os.pathsep.join(p for p in (pkg_parent, env.get("PYTHONPATH", "")) if p)
+            argv = [sys.executable, "-m", "devcloud", "lab", "reconcile", "--watch", "--interval", f"{interval:g}"]
+            return reg.start(WATCH_NAME, argv, log=watch_log(self.files.root), env=env, cwd=Path("/"))
+
+    def stop_watcher(self, timeout: float = 15.0) -> None:
+        """TERM the watcher by its recorded PID (it finishes its step), KILL after ``timeout``."""
+        from devcloud.lab.reconcile import WATCH_NAME
+
+        self.files.registry().stop(WATCH_NAME, timeout=timeout)
+
     def down(self, *, guard_wait: float = 10.0) -> DownReport:
         """Remove everything the lab created. Idempotent; works after a crash (names + state file)."""
         rep = DownReport()
+        self.stop_watcher()  # first: it must not add hosts while we tear down (a lost PID file: it exits alone)
         with self.store.locked() as st:
             rep.control_masters = H.close_control_masters(self.files)
             reg = self.files.registry()
@@ -263,6 +309,23 @@ class Lab:
             H.write_known_hosts(self.files, st.hosts.values())
             return gone
 
+    def remove_hosts(self, keys: Sequence[str]) -> list[str]:
+        """Several :meth:`remove_host` under one lock, one route and known_hosts update, the hosts
+        stopped side by side (what the reconcile watcher uses when many servers go at once).
+        Returns the keys that were lab hosts."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        with self.store.locked() as st:
+            todo = list(dict.fromkeys(keys))
+            try:
+                with ThreadPoolExecutor(max_workers=max(1, min(8, len(todo)))) as pool:
+                    list(pool.map(lambda k: H.stop_host(self.files, k), todo))
+            finally:
+                gone = [k for k in todo if st.hosts.pop(k, None) is not None]
+                self._apply(st)
+                H.write_known_hosts(self.files, st.hosts.values())
+            return gone
+
     def _remove(self, st: LabState, key: str) -> bool:
         H.stop_host(self.files, key)
         return st.hosts.pop(key, None) is not None
@@ -385,6 +448,7 @@ class Lab:
             "known_hosts": str(self.known_hosts),
             "controller_key": str(self.controller_key),
             "control_dir": str(self.files.control_dir),
+            "watcher": {"pid": self.watcher_pid(), "log": str(self.files.root / "reconcile-watch.log")},
             "sites": sites,
             "partitions": [f"{a}/{b}" for a, b in st.partitions],
             "hosts": [

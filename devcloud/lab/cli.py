@@ -54,9 +54,11 @@ def install() -> None:
 @lab.command()
 @click.option("--hosts-per-site", default=1, show_default=True, help="Infra hosts in each of gz-a, gz-b, st-a.")
 @click.option("--install/--no-install", "do_install", default=True, help="apt-install missing packages first.")
+@click.option("--watch/--no-watch", default=True, show_default=True,
+              help="Start (or restart) the reconcile watcher: Nova servers become hosts by themselves.")
 @click.pass_context
-def up(ctx: click.Context, hosts_per_site: int, do_install: bool) -> None:
-    """Create (or complete) the lab: core, site routers, guard route, infra hosts."""
+def up(ctx: click.Context, hosts_per_site: int, do_install: bool, watch: bool) -> None:
+    """Create (or complete) the lab: core, site routers, guard route, infra hosts, reconcile watcher."""
     t0 = time.monotonic()
     if do_install:
         from devcloud.lab.install import ensure_packages
@@ -65,9 +67,11 @@ def up(ctx: click.Context, hosts_per_site: int, do_install: bool) -> None:
         if installed:
             click.echo(f"installed: {' '.join(installed)}")
     lb = _lab(ctx)
-    _do(ctx, lambda: lb.up(hosts_per_site))
+    _do(ctx, lambda: lb.up(hosts_per_site, watch=watch))
     st = lb.status()
     click.echo(f"lab up in {time.monotonic() - t0:.2f}s: {len(st['hosts'])} hosts, known_hosts {st['known_hosts']}")
+    w = st["watcher"]
+    click.echo(f"reconcile watcher: pid {w['pid']}, log {w['log']}" if w["pid"] else "reconcile watcher: not running")
     for h in st["hosts"]:
         click.echo(f"  {h['site']:<7} {h['hostname']:<28} {h['ip']:<15} {h['kind']}")
 
@@ -145,12 +149,17 @@ def legacy(ctx: click.Context, inventory: Path, systems: tuple[str, ...], files:
 
 @lab.command()
 @click.option("--clouds-yaml", type=click.Path(path_type=Path), default=None, help="Default: devcloud's clouds.yaml.")
+@click.option("--watch", is_flag=True, help="Keep reconciling (what `lab up` starts in the background); logs to stderr.")
+@click.option("--interval", default=1.0, show_default=True, type=click.FloatRange(min=0.2), help="Seconds between polls (--watch).")
 @click.pass_context
-def reconcile(ctx: click.Context, clouds_yaml: Path | None) -> None:
+def reconcile(ctx: click.Context, clouds_yaml: Path | None, watch: bool, interval: float) -> None:
     """ACTIVE Nova servers (clouds gz, st) -> lab hosts; deleted servers -> hosts removed."""
     from devcloud.lab.reconcile import reconcile as do_reconcile
+    from devcloud.lab.reconcile import run_watch
 
     lb = _lab(ctx)
+    if watch:
+        sys.exit(run_watch(lb, clouds_yaml=clouds_yaml, interval=interval))
     res = _do(ctx, lambda: do_reconcile(lb, clouds_yaml=clouds_yaml))
     click.echo(
         f"reconcile: {len(res.created)} created, {len(res.replaced)} replaced, {len(res.removed)} removed, "
@@ -170,6 +179,8 @@ def status(ctx: click.Context, as_json: bool) -> None:
         click.echo(json.dumps(st, indent=2))
         return
     click.echo(f"lab: {'UP' if st['up'] else 'down'}  range {st['lab_range']}  guard route: {st['guard_route']}")
+    w = st["watcher"]
+    click.echo(f"  reconcile watcher: {'pid ' + str(w['pid']) if w['pid'] else 'NOT running'}  log {w['log']}")
     for name, s in st["sites"].items():
         state = "CUT" if s["cut"] else ("up" if s["present"] else "absent")
         click.echo(f"  site {name:<7} {s['subnet']:<16} {state}")
@@ -219,3 +230,54 @@ def exec_(ctx: click.Context, host: str, argv: tuple[str, ...]) -> None:
 def ssh_args(ctx: click.Context, host: str) -> None:
     """Print the strict OpenSSH command line for HOST (controller key, lab known_hosts)."""
     click.echo(" ".join(_do(ctx, lambda: _lab(ctx).ssh_argv(host))))
+
+
+@lab.group(name="pg")
+def pg_group() -> None:
+    """The lab's PostgreSQL: primary gz-a, synchronous standby gz-b, asynchronous standby st-a."""
+
+
+@pg_group.command(name="up")
+@click.pass_context
+def pg_up(ctx: click.Context) -> None:
+    """Create and start the three members (idempotent; a running cluster is left as it is)."""
+    from devcloud.lab.pg import LabPostgres
+
+    t0 = time.monotonic()
+    st = _do(ctx, lambda: LabPostgres(_lab(ctx)).up())
+    click.echo(f"lab pg up in {time.monotonic() - t0:.2f}s: primary {st['primary']}")
+    _print_pg(st)
+
+
+@pg_group.command(name="down")
+@click.option("--purge", is_flag=True, help="Also delete the members' data directories.")
+@click.pass_context
+def pg_down(ctx: click.Context, purge: bool) -> None:
+    """Stop every member (fast shutdown); idempotent."""
+    from devcloud.lab.pg import LabPostgres
+
+    stopped = _do(ctx, lambda: LabPostgres(_lab(ctx)).down(purge=purge))
+    click.echo(f"lab pg down: stopped {', '.join(stopped) or 'nothing'}" + (" (data purged)" if purge else ""))
+
+
+@pg_group.command(name="status")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def pg_status(ctx: click.Context, as_json: bool) -> None:
+    """Members (host, address, role, markers) and the primary's replication rows."""
+    from devcloud.lab.pg import LabPostgres
+
+    st = _do(ctx, lambda: LabPostgres(_lab(ctx)).status())
+    if as_json:
+        click.echo(json.dumps(st, indent=2))
+    else:
+        _print_pg(st)
+
+
+def _print_pg(st: dict[str, Any]) -> None:
+    for m in st["members"]:
+        marks = "".join([f" epoch={m['epoch']}" if m.get("epoch") else "",
+                         f" FENCED@{m['fenced_epoch']}" if m.get("fenced_epoch") is not None else ""])
+        click.echo(f"  {m['site']:<6} {m['host']:<8} {m.get('ip')!s:<15} {m['role']:<8}{marks}")
+    for r in st["replication"]:
+        click.echo(f"    -> {r['name']:<6} {r['state']:<10} {r['sync_state']:<6} lag {r['lag_bytes']} B")

@@ -4,13 +4,25 @@ The pure part (:func:`desired_hosts`, :func:`diff`) turns a server list into hos
 :func:`fetch_servers` reads the real clouds (openstacksdk, clouds ``gz`` and ``st`` of devcloud's
 clouds.yaml); :func:`reconcile` applies the plan to the lab. Only hosts of kind ``nova`` are ever
 removed, so legacy and infra hosts are never touched.
+
+:class:`Watcher` (``devcloud lab reconcile --watch``, started by ``lab up``) makes the lab behave like
+a cloud: it lists the servers of each region once per interval and applies a reconcile only when the
+lab's nova hosts differ from what the clouds say. Every reconcile (explicit or watcher) runs under
+one lock file, so they never apply stale lists over each other.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import json
 import logging
+import os
 import re
-from collections.abc import Iterable, Sequence
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
@@ -115,12 +127,48 @@ def diff(desired: dict[str, HostSpec], current: Iterable[HostSpec]) -> Plan:
 # ------------------------------------------------------------------ the real clouds
 
 
-def connect(cloud: str, clouds_yaml: Path) -> Any:
+def connect(cloud: str, clouds_yaml: Path, *, timeout: float | None = None) -> Any:
+    """An openstacksdk connection; ``timeout`` bounds every API call (None: wait as long as it takes)."""
     import openstack.connection
     from openstack.config import loader
 
     cfg = loader.OpenStackConfig(config_files=[str(clouds_yaml)], vendor_files=[])
-    return openstack.connection.Connection(config=cfg.get_one(cloud=cloud))
+    region = cfg.get_one(cloud=cloud, api_timeout=timeout) if timeout else cfg.get_one(cloud=cloud)
+    return openstack.connection.Connection(config=region)
+
+
+def resolve_server(conn: Any, region: str, s: Any, subnets: dict[str, Any]) -> tuple[ServerInfo, bool]:
+    """One listed server with its IPv4 fixed IP, subnet and keypair public key.
+
+    Returns ``(info, complete)``: ``complete`` is False when the keypair could not be read (the
+    host is then made without keys; a watcher retries later). Network API errors propagate.
+    """
+    ip = cidr = gw = None
+    if s.status == "ACTIVE":
+        for port in conn.network.ports(device_id=s.id):
+            for fip in port.fixed_ips or []:
+                sid = fip.get("subnet_id")
+                if sid not in subnets:
+                    subnets[sid] = conn.network.get_subnet(sid)
+                sub = subnets[sid]
+                if sub.ip_version == 4:
+                    ip, cidr, gw = fip["ip_address"], sub.cidr, sub.gateway_ip
+                    break
+            if ip:
+                break
+    pub = None
+    complete = True
+    if s.key_name and s.status == "ACTIVE":
+        try:
+            pub = conn.compute.get_keypair(s.key_name, user_id=s.user_id).public_key
+        except Exception as e:  # noqa: BLE001 - a missing keypair skips keys, not the host
+            log.warning("keypair %s of server %s not readable: %s", s.key_name, s.id, e)
+            complete = False
+    info = ServerInfo(
+        id=s.id, name=s.name, region=region, az=s.availability_zone or "", status=s.status,
+        ip=ip, cidr=cidr, gateway=gw, key_name=s.key_name, public_key=pub,
+    )
+    return info, complete
 
 
 def fetch_servers(clouds_yaml: Path, clouds: Sequence[str] = CLOUDS) -> list[ServerInfo]:
@@ -133,30 +181,7 @@ def fetch_servers(clouds_yaml: Path, clouds: Sequence[str] = CLOUDS) -> list[Ser
         for s in conn.compute.servers(details=True, all_projects=True):
             if s.status != "ACTIVE":
                 continue
-            ip = cidr = gw = None
-            for port in conn.network.ports(device_id=s.id):
-                for fip in port.fixed_ips or []:
-                    sid = fip.get("subnet_id")
-                    if sid not in subnets:
-                        subnets[sid] = conn.network.get_subnet(sid)
-                    sub = subnets[sid]
-                    if sub.ip_version == 4:
-                        ip, cidr, gw = fip["ip_address"], sub.cidr, sub.gateway_ip
-                        break
-                if ip:
-                    break
-            pub = None
-            if s.key_name:
-                try:
-                    pub = conn.compute.get_keypair(s.key_name, user_id=s.user_id).public_key
-                except Exception as e:  # noqa: BLE001 - a missing keypair skips keys, not the host
-                    log.warning("keypair %s of server %s not readable: %s", s.key_name, s.id, e)
-            out.append(
-                ServerInfo(
-                    id=s.id, name=s.name, region=region, az=s.availability_zone or "", status=s.status,
-                    ip=ip, cidr=cidr, gateway=gw, key_name=s.key_name, public_key=pub,
-                )
-            )
+            out.append(resolve_server(conn, region, s, subnets)[0])
         conn.close()
     return out
 
@@ -170,30 +195,79 @@ class ReconcileResult:
     skipped: list[str] = field(default_factory=list)
 
 
+def lock_path(lab_dir: Path) -> Path:
+    """The one lock every reconcile (explicit or watcher) holds while it lists and applies."""
+    return lab_dir / ".reconcile.lock"
+
+
+@contextlib.contextmanager
+def reconcile_lock(lab_dir: Path, *, blocking: bool = True) -> Iterator[bool]:
+    """Hold the reconcile lock; yields False at once (lock not taken) when ``blocking=False`` and busy.
+
+    Listing and applying under one lock means a slower caller never applies an older server list
+    over a newer one (a deleted server's host would come back for a moment). Not re-entrant.
+    """
+    lab_dir.mkdir(parents=True, exist_ok=True)
+    with open(lock_path(lab_dir), "a+") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
 def reconcile(lab: Any, servers: Sequence[ServerInfo] | None = None, clouds_yaml: Path | None = None) -> ReconcileResult:
-    """Make the lab's nova hosts match the clouds' ACTIVE servers. Idempotent."""
-    if servers is None:
-        path = clouds_yaml or lab.paths.clouds_yaml
-        if not Path(path).exists():
-            raise net.LabError(f"no clouds.yaml at {path}: is the devcloud up (`devcloud up`)?")
-        servers = fetch_servers(Path(path))
+    """Make the lab's nova hosts match the clouds' ACTIVE servers. Idempotent.
+
+    Holds the reconcile lock while listing and applying (waits for a running watcher step).
+    """
+    with reconcile_lock(Path(lab.files.root)):
+        if servers is None:
+            path = clouds_yaml or lab.paths.clouds_yaml
+            if not Path(path).exists():
+                raise net.LabError(f"no clouds.yaml at {path}: is the devcloud up (`devcloud up`)?")
+            servers = fetch_servers(Path(path))
+        return apply_servers(lab, servers)
+
+
+def apply_servers(lab: Any, servers: Sequence[ServerInfo]) -> ReconcileResult:
+    """Apply a server list to the lab (the caller holds the reconcile lock)."""
     desired, skipped = desired_hosts(servers)
     plan = diff(desired, lab.hosts())
     res = ReconcileResult(kept=plan.keep, skipped=skipped)
-    for key in plan.remove:
-        lab.remove_host(key)
-        res.removed.append(key)
-    for spec in [*plan.replace, *plan.create]:
-        try:
-            lab.add_host(
-                spec.key, spec.site, ip=spec.ip, prefixlen=spec.prefixlen, gateway=spec.gateway,
-                hostname=spec.hostname, kind="nova", authorized_keys=spec.authorized_keys, controller_key=False,
-                meta=spec.meta,
-            )
-        except net.LabError as e:  # one bad server (e.g. an address clash) must not block the others
-            res.skipped.append(f"{spec.meta.get('server_name')} ({spec.meta.get('server_id')}): {e}")
-            continue
-        (res.replaced if spec in plan.replace else res.created).append(spec.key)
+    if plan.remove:  # first: a new server may have the address of a deleted one
+        lab.remove_hosts(plan.remove)
+        res.removed.extend(plan.remove)
+    todo = [*plan.replace, *plan.create]
+    if not todo:
+        return res
+    args = [
+        {"key": s.key, "site": s.site, "ip": s.ip, "prefixlen": s.prefixlen, "gateway": s.gateway, "hostname": s.hostname,
+         "kind": "nova", "authorized_keys": s.authorized_keys, "controller_key": False, "meta": s.meta}
+        for s in todo
+    ]
+    try:  # one lock, one route and known_hosts update for all (hundreds of servers may come at once)
+        lab.add_hosts(args)
+        done = {s.key for s in todo}
+    except net.LabError:  # one bad server (e.g. an address clash) must not block the others: one by one
+        done = set()
+        have = {h.key: h for h in lab.hosts(kind="nova")}
+        for spec, kw in zip(todo, args):
+            if spec.key in have and have[spec.key].same_shape(spec):
+                done.add(spec.key)
+                continue
+            try:
+                lab.add_host(**kw)
+                done.add(spec.key)
+            except net.LabError as e:
+                res.skipped.append(f"{spec.meta.get('server_name')} ({spec.meta.get('server_id')}): {e}")
+    for spec in todo:
+        if spec.key in done:
+            (res.replaced if spec in plan.replace else res.created).append(spec.key)
     return res
 
 
@@ -214,3 +288,345 @@ def wait_for_hosts(lab: Any, server_ids: Sequence[str], *, timeout: float = 120.
         if time.monotonic() > deadline:
             raise net.LabError(f"servers not lab hosts after {timeout:.0f}s (not ACTIVE or no fixed IP?): {', '.join(missing)}")
         time.sleep(1.0)
+
+
+# ------------------------------------------------------------------ the watcher
+
+WATCH_NAME = "reconcile-watch"  # ProcessRegistry name (PID file in <lab>/run)
+
+
+def watch_log(lab_dir: Path) -> Path:
+    return lab_dir / "reconcile-watch.log"
+
+
+def watch_singleton_path(lab_dir: Path) -> Path:
+    """Held for a watcher's whole life: a second watcher (PID file lost) refuses to start."""
+    return lab_dir / ".reconcile-watch.lock"
+
+
+Signature = tuple[str, str, str, str, str, str]
+
+
+def server_signature(s: Any) -> Signature:
+    """What of a listed server can change its host: status, name, AZ, keypair, addresses."""
+    return (
+        str(s.id), str(s.name or ""), str(s.status or ""), str(s.availability_zone or ""), str(s.key_name or ""),
+        json.dumps(s.addresses or {}, sort_keys=True, default=str),
+    )
+
+
+def backoff_delay(interval: float, failures: int, cap: float) -> float:
+    """Poll period after ``failures`` consecutive failed steps: interval, then doubling up to ``cap``."""
+    if failures <= 0:
+        return interval
+    return min(cap, max(interval, interval * float(2 ** min(failures, 16))))
+
+
+def has_work(plan: Plan) -> bool:
+    return bool(plan.create or plan.replace or plan.remove)
+
+
+class QuietLog:
+    """Log a failure when it starts or changes, then once per ``every`` seconds while it lasts."""
+
+    def __init__(self, logger: logging.Logger, every: float = 60.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self.log, self.every, self.clock = logger, every, clock
+        self.last: dict[str, tuple[str, float, int]] = {}  # topic -> (message, last logged at, repeats)
+
+    def failed(self, topic: str, message: str) -> bool:
+        """Record a failure; True when it was logged."""
+        now = self.clock()
+        prev = self.last.get(topic)
+        if prev is None or prev[0] != message:
+            self.log.warning("%s: %s", topic, message)
+            self.last[topic] = (message, now, 0)
+            return True
+        msg, at, n = prev
+        if now - at >= self.every:
+            self.log.warning("%s: still failing (%d times since the last report): %s", topic, n + 1, msg)
+            self.last[topic] = (msg, now, 0)
+            return True
+        self.last[topic] = (msg, at, n + 1)
+        return False
+
+    def ok(self, topic: str) -> None:
+        if self.last.pop(topic, None) is not None:
+            self.log.info("%s: recovered", topic)
+
+
+@dataclass
+class _Entry:
+    sig: Signature
+    info: ServerInfo
+    server: Any  # the listed server (what resolve_server reads), to look it up again without listing it
+    retry_at: float | None = None  # incomplete (no fixed IP yet, keypair unreadable): resolve again then
+    attempts: int = 0
+
+
+GONE = ("DELETED", "SOFT_DELETED")  # what a changes-since list shows for deleted servers
+
+
+class _Stopped(BaseException):
+    """Raised by the SIGTERM handler outside an apply: a poll blocked on a slow API ends at once."""
+
+
+def retry_delay(attempts: int, cap: float = 30.0) -> float:
+    """When to look up an incomplete server again: 1, 2, 4 ... seconds, at most ``cap``."""
+    return min(cap, float(2 ** min(attempts, 16)))
+
+
+@dataclass
+class StepOutcome:
+    """One watcher step: ``state`` is applied | unchanged | busy | lab-down | cloud-unknown | failed."""
+
+    state: str
+    result: ReconcileResult | None = None
+    errors: dict[str, str] = field(default_factory=dict)
+
+
+class Watcher:
+    """Poll both regions, keep the lab's nova hosts equal to their ACTIVE servers.
+
+    Per interval: one server list per region (openstacksdk connections and tokens are kept); port,
+    subnet and keypair look-ups only for servers that are new or changed; a reconcile only when the
+    lab differs. A region that fails keeps its last list (its hosts are never removed because its
+    API is down); a region never listed blocks applying at all.
+    """
+
+    def __init__(
+        self,
+        lab: Any,
+        clouds_yaml: Path | None = None,
+        *,
+        interval: float = 1.0,
+        max_backoff: float = 15.0,
+        full_every: float = 300.0,
+        clouds: Sequence[str] = CLOUDS,
+        connect_fn: Callable[[str, Path], Any] | None = None,
+    ) -> None:
+        self.lab = lab
+        self.clouds_yaml = Path(clouds_yaml or lab.paths.clouds_yaml)
+        self.interval, self.max_backoff = interval, max_backoff
+        self.clouds = tuple(clouds)
+        self.connect_fn = connect_fn or (lambda cloud, path: connect(cloud, path, timeout=30.0))
+        self.full_every = full_every
+        self.conns: dict[str, Any] = {}
+        self.cache: dict[str, dict[str, _Entry]] = {}  # cloud -> server id -> entry (only clouds listed once)
+        self.listed_at: dict[str, tuple[float, float]] = {}  # cloud -> (wall clock of the last list, of the last full one)
+        self.subnets: dict[str, Any] = {}
+        self.applying = False
+        self.failures = 0
+        self.quiet = QuietLog(log)
+        self._skipped: set[str] = set()
+
+    # -- polling (no lab needed)
+
+    def poll(self) -> dict[str, str]:
+        """List every region once; returns ``{cloud: error}`` for the regions that failed."""
+        errors: dict[str, str] = {}
+        for cloud in self.clouds:
+            try:
+                self._poll_cloud(cloud)
+                self.quiet.ok(f"cloud {cloud}")
+            except Exception as e:  # noqa: BLE001 - the cloud may be down: log, keep the last list, retry
+                errors[cloud] = f"{type(e).__name__}: {e}"
+                self.quiet.failed(f"cloud {cloud}", errors[cloud])
+                conn = self.conns.pop(cloud, None)
+                if conn is not None:
+                    with contextlib.suppress(Exception):
+                        conn.close()
+        return errors
+
+    def _poll_cloud(self, cloud: str) -> None:
+        """One list call: everything every ``full_every`` seconds, else only what changed since the last
+        list (Nova's ``changes-since``, which also returns deleted servers), with a few seconds' overlap."""
+        if not self.clouds_yaml.exists():
+            raise net.LabError(f"no clouds.yaml at {self.clouds_yaml} (is the devcloud up?)")
+        conn = self.conns.get(cloud)
+        if conn is None:
+            conn = self.conns[cloud] = self.connect_fn(cloud, self.clouds_yaml)
+        region = conn.config.region_name
+        started = time.time()
+        last, last_full = self.listed_at.get(cloud, (0.0, 0.0))
+        full = cloud not in self.cache or started - last_full >= self.full_every
+        query: dict[str, Any] = {"details": True, "all_projects": True}
+        if not full:
+            query["changes_since"] = changes_since(last)
+        listed = list(conn.compute.servers(**query))
+        old = self.cache.get(cloud, {})
+        fresh: dict[str, _Entry] = {} if full else dict(old)
+        now = time.monotonic()
+        seen = set()
+        for s in listed:
+            seen.add(s.id)
+            if s.status in GONE:
+                fresh.pop(s.id, None)
+                continue
+            fresh[s.id] = self._entry(conn, region, s, old.get(s.id), now)
+        for sid, e in list(fresh.items()):  # incomplete ones a changes-since list did not repeat
+            if sid not in seen and e.retry_at is not None and now >= e.retry_at:
+                fresh[sid] = self._entry(conn, region, e.server, e, now)
+        self.cache[cloud] = fresh
+        self.listed_at[cloud] = (started, started if full else last_full)
+
+    def _entry(self, conn: Any, region: str, s: Any, e: _Entry | None, now: float) -> _Entry:
+        sig = server_signature(s)
+        if e is not None and e.sig == sig and (e.retry_at is None or now < e.retry_at):
+            return e
+        info, complete = resolve_server(conn, region, s, self.subnets)
+        # ACTIVE before Neutron shows its port's fixed IP: the list signature may never change again
+        complete = complete and (info.status != "ACTIVE" or info.ip is not None)
+        attempts = e.attempts + 1 if e is not None and e.sig == sig and not complete else 0
+        return _Entry(sig, info, _snapshot(s), None if complete else now + retry_delay(attempts), attempts)
+
+    def servers(self) -> list[ServerInfo] | None:
+        """The last known servers of every region, or None while some region was never listed."""
+        if any(c not in self.cache for c in self.clouds):
+            return None
+        return [e.info for c in self.clouds for e in self.cache[c].values()]
+
+    # -- one step
+
+    def step(self) -> StepOutcome:
+        if not _lab_up(self.lab):
+            return StepOutcome("lab-down")
+        with reconcile_lock(Path(self.lab.files.root), blocking=False) as got:
+            if not got:  # an explicit reconcile is running: it applies a fresher list than ours would
+                return StepOutcome("busy")
+            errors = self.poll()
+            servers = self.servers()
+            if servers is None:
+                return StepOutcome("cloud-unknown", errors=errors)
+            desired, skipped = desired_hosts(servers)
+            self._note_skipped(skipped)
+            if not has_work(diff(desired, self.lab.hosts())):
+                return StepOutcome("unchanged", errors=errors)
+            self.applying = True  # SIGTERM now waits for the end of the apply
+            try:
+                res = apply_servers(self.lab, servers)
+            finally:
+                self.applying = False
+        for k in res.created:
+            log.info("host %s created (%s)", k, self.lab.host(k).ip if _has_host(self.lab, k) else "?")
+        for k in res.replaced:
+            log.info("host %s replaced", k)
+        for k in res.removed:
+            log.info("host %s removed", k)
+        return StepOutcome("applied", result=res, errors=errors)
+
+    def _note_skipped(self, skipped: Sequence[str]) -> None:
+        now = set(skipped)
+        for s in sorted(now - self._skipped):
+            log.info("not a host: %s", s)
+        self._skipped = now
+
+    # -- the loop
+
+    def run(self, stop: threading.Event, *, lab_down_exit: float = 30.0) -> int:
+        """Step until ``stop`` is set (or the lab has been down ``lab_down_exit`` seconds): exit code."""
+        log.info("watching clouds %s every %.1fs (clouds.yaml %s)", ",".join(self.clouds), self.interval, self.clouds_yaml)
+        try:
+            return self._loop(stop, lab_down_exit)
+        except _Stopped:
+            log.info("stopped (a poll was interrupted)")
+            return 0
+        finally:
+            for conn in self.conns.values():
+                with contextlib.suppress(Exception):
+                    conn.close()
+
+    def _loop(self, stop: threading.Event, lab_down_exit: float) -> int:
+        down_since: float | None = None
+        while not stop.is_set():
+            t0 = time.monotonic()
+            _reap_children()
+            try:
+                out = self.step()
+                failed = bool(out.errors) or out.state == "cloud-unknown"
+                self.quiet.ok("apply")
+            except Exception as e:  # noqa: BLE001 - never crash-loop: log, back off, retry
+                out, failed = StepOutcome("failed"), True
+                self.quiet.failed("apply", f"{type(e).__name__}: {e}")
+            if out.state == "lab-down":
+                down_since = down_since or t0
+                if t0 - down_since >= lab_down_exit:
+                    log.info("the lab has been down for %.0fs: watcher exits", t0 - down_since)
+                    return 0
+            else:
+                down_since = None
+            self.failures = self.failures + 1 if failed else 0
+            delay = backoff_delay(self.interval, self.failures, self.max_backoff)
+            stop.wait(max(0.0, delay - (time.monotonic() - t0)))
+        log.info("stopped")
+        return 0
+
+    def on_signal(self, stop: threading.Event) -> None:
+        """SIGTERM/SIGINT: stop after an apply in progress; anything else (a poll) ends at once."""
+        stop.set()
+        if not self.applying:
+            raise _Stopped()
+
+
+def changes_since(wall: float, overlap: float = 5.0) -> str:
+    """Nova's ``changes-since`` value for a list that started at ``wall`` (overlap: clock steps, commit lag)."""
+    from datetime import UTC, datetime
+
+    return datetime.fromtimestamp(wall - overlap, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _snapshot(s: Any) -> Any:
+    """The attributes resolve_server reads, kept apart from the SDK resource."""
+    from types import SimpleNamespace
+
+    return SimpleNamespace(id=s.id, name=s.name, status=s.status, availability_zone=s.availability_zone,
+                           key_name=s.key_name, user_id=getattr(s, "user_id", None), addresses=s.addresses)
+
+
+def _lab_up(lab: Any) -> bool:
+    """The lab's state says up and its core namespace exists (no subprocess: this runs every second)."""
+    return bool(lab.state().up) and Path("/run/netns", net.CORE_NS).exists()
+
+
+def _has_host(lab: Any, key: str) -> bool:
+    try:
+        lab.host(key)
+        return True
+    except net.LabError:
+        return False
+
+
+def _reap_children() -> None:
+    """Collect exited children (sshds of removed hosts were started by this process)."""
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+
+
+def run_watch(lab: Any, *, clouds_yaml: Path | None = None, interval: float = 1.0) -> int:
+    """``devcloud lab reconcile --watch``: a single watcher per lab until SIGTERM/SIGINT. Exit code."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", force=True)
+    logging.getLogger("openstack").setLevel(logging.ERROR)
+    logging.getLogger("keystoneauth").setLevel(logging.ERROR)
+    lab_dir = Path(lab.files.root)
+    lab_dir.mkdir(parents=True, exist_ok=True)
+    with open(watch_singleton_path(lab_dir), "a+") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.seek(0)
+            log.error("another reconcile watcher holds %s (pid %s): not starting a second one",
+                      watch_singleton_path(lab_dir), fh.read().strip() or "?")
+            return 1
+        fh.seek(0)
+        fh.truncate()
+        fh.write(f"{os.getpid()}\n")
+        fh.flush()
+        stop = threading.Event()
+        w = Watcher(lab, clouds_yaml, interval=interval)
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: w.on_signal(stop))
+        return w.run(stop)

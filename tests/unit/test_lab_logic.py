@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from ipaddress import IPv4Address
 from pathlib import Path
 from typing import Any
@@ -199,3 +200,249 @@ def test_partition_rules_cover_both_directions_and_neutron_hosts() -> None:
         ("gcl-sta", "10.240.1.0/24"), ("gcl-sta", "10.244.5.10/32"),
     }
     assert net.plan_partition_rules(hosts, []) == set()
+
+
+# ------------------------------------------------------------------ reconcile watcher
+
+
+def _listed(sid: str = "S1", status: str = "ACTIVE", **kw: Any) -> Any:
+    """A server as openstacksdk lists it (only the attributes the watcher reads)."""
+    from types import SimpleNamespace
+
+    base = {"id": sid, "name": "web-01", "status": status, "availability_zone": "gz-a", "key_name": "k",
+            "user_id": "u", "addresses": {"net": [{"addr": "10.244.5.10", "version": 4}]}}
+    return SimpleNamespace(**{**base, **kw})
+
+
+def test_server_signature_tracks_what_changes_a_host() -> None:
+    from devcloud.lab.reconcile import server_signature
+
+    s = server_signature(_listed())
+    assert s == server_signature(_listed())
+    for change in ({"status": "SHUTOFF"}, {"name": "web-02"}, {"availability_zone": "gz-b"}, {"key_name": "k2"},
+                   {"addresses": {"net": [{"addr": "10.244.5.11", "version": 4}]}}):
+        assert server_signature(_listed(**change)) != s, change
+
+
+def test_backoff_doubles_up_to_the_cap() -> None:
+    from devcloud.lab.reconcile import backoff_delay
+
+    assert [backoff_delay(1.0, n, 15.0) for n in range(6)] == [1.0, 2.0, 4.0, 8.0, 15.0, 15.0]
+    assert backoff_delay(1.0, 10_000, 15.0) == 15.0
+
+
+def test_quiet_log_reports_a_lasting_failure_once_a_minute(caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+
+    from devcloud.lab.reconcile import QuietLog
+
+    now = [0.0]
+    q = QuietLog(logging.getLogger("t.quiet"), every=60.0, clock=lambda: now[0])
+    with caplog.at_level(logging.INFO, logger="t.quiet"):
+        assert q.failed("cloud gz", "refused")
+        for _ in range(100):  # one a second for 100 s: logged at 0 s and 60 s only
+            now[0] += 1.0
+            q.failed("cloud gz", "refused")
+        assert q.failed("cloud gz", "timeout")  # a different error is logged at once
+        q.ok("cloud gz")
+        q.ok("cloud gz")
+    msgs = [r.getMessage() for r in caplog.records]
+    assert msgs[0] == "cloud gz: refused" and "still failing (60 times" in msgs[1]
+    assert msgs[2:] == ["cloud gz: timeout", "cloud gz: recovered"]
+
+
+class _FlakyCloud:
+    """Fault injection (a region's API failing after it answered cannot be produced in a unit test):
+    a connection whose server list raises while ``down`` is set; counts the API calls."""
+
+    def __init__(self, region: str, servers: list[Any]) -> None:
+        from types import SimpleNamespace
+
+        self.config = SimpleNamespace(region_name=region)
+        self.servers_, self.down, self.calls = servers, False, {"list": 0, "ports": 0, "keypair": 0}
+        self.portless = 0
+        self.queries: list[dict[str, Any]] = []
+        self.compute = SimpleNamespace(servers=self._servers, get_keypair=self._keypair)
+        self.network = SimpleNamespace(ports=self._ports, get_subnet=self._subnet)
+
+    def _servers(self, **kw: Any) -> list[Any]:
+        self.calls["list"] += 1
+        assert {k: v for k, v in kw.items() if k != "changes_since"} == {"details": True, "all_projects": True}
+        self.queries.append(kw)
+        if self.down:
+            raise ConnectionRefusedError("nova-api down")
+        return list(self.servers_)
+
+    def _ports(self, device_id: str) -> list[Any]:
+        from types import SimpleNamespace
+
+        self.calls["ports"] += 1
+        if self.calls["ports"] <= self.portless:  # ACTIVE before Neutron shows the port's fixed IP
+            return [SimpleNamespace(fixed_ips=[])]
+        return [SimpleNamespace(fixed_ips=[{"subnet_id": "sub", "ip_address": "10.244.5.10"}])]
+
+    def _subnet(self, sid: str) -> Any:
+        from types import SimpleNamespace
+
+        return SimpleNamespace(ip_version=4, cidr="10.244.5.0/24", gateway_ip="10.244.5.1")
+
+    def _keypair(self, name: str, user_id: str) -> Any:
+        from types import SimpleNamespace
+
+        self.calls["keypair"] += 1
+        return SimpleNamespace(public_key="ssh-ed25519 AAAA k")
+
+    def close(self) -> None:
+        pass
+
+
+def test_watcher_looks_up_only_new_servers_and_keeps_a_failing_regions_last_list(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    from devcloud.lab.reconcile import Watcher
+
+    (tmp_path / "clouds.yaml").write_text("clouds: {}\n")
+    clouds = {"gz": _FlakyCloud("RegionGZ", [_listed()]), "st": _FlakyCloud("RegionST", [])}
+    clouds["st"].down = True
+    lab = SimpleNamespace(paths=SimpleNamespace(clouds_yaml=tmp_path / "clouds.yaml"))
+    w = Watcher(lab, connect_fn=lambda c, _p: clouds[c])
+    assert set(w.poll()) == {"st"}
+    assert list(w.cache.get("gz") or {}) == ["S1"] and w.servers() is None
+    assert w.servers() is None  # st never listed: its hosts must not be judged (nothing is applied)
+    clouds["st"].down = False
+    for _ in range(3):
+        assert w.poll() == {}
+    servers = w.servers()
+    assert servers is not None and [(s.id, s.ip, s.public_key) for s in servers] == [("S1", "10.244.5.10", "ssh-ed25519 AAAA k")]
+    # one list per region per poll; port and keypair look-ups only when the server was new
+    assert clouds["gz"].calls == {"list": 4, "ports": 1, "keypair": 1}
+    clouds["gz"].down = True
+    assert set(w.poll()) == {"gz"}
+    assert [s.id for s in w.servers() or []] == ["S1"]  # gz down: its last list stands, its host is not removed
+    clouds["gz"].down = False
+    # after the first full list, only what changed since the last list (overlapping by 5 s)
+    q = clouds["gz"].queries
+    assert "changes_since" not in q[0] and all("changes_since" in x for x in q[1:]), q
+    clouds["gz"].servers_ = []  # a changes-since list without S1: unchanged, kept
+    assert w.poll() == {} and [s.id for s in w.servers() or []] == ["S1"]
+    clouds["gz"].servers_ = [_listed(status="DELETED")]  # how changes-since shows a deleted server
+    assert w.poll() == {} and w.servers() == []
+
+
+def test_watcher_survives_a_cloud_that_refuses_connections(tmp_path: Path) -> None:
+    """Real failure: Keystone on a closed local port. poll() reports, never raises."""
+    from types import SimpleNamespace
+
+    from devcloud.lab.reconcile import Watcher
+
+    cy = tmp_path / "clouds.yaml"
+    cy.write_text(
+        "clouds:\n" + "".join(
+            f"  {c}:\n    auth: {{auth_url: 'http://127.0.0.1:9/v3', username: a, password: p, project_name: a,"
+            f" user_domain_name: Default, project_domain_name: Default}}\n    region_name: {r}\n"
+            for c, r in (("gz", "RegionGZ"), ("st", "RegionST"))
+        )
+    )
+    w = Watcher(SimpleNamespace(paths=SimpleNamespace(clouds_yaml=cy)))
+    errs = w.poll()
+    assert set(errs) == {"gz", "st"} and w.servers() is None and w.conns == {}
+    assert set(Watcher(SimpleNamespace(paths=SimpleNamespace(clouds_yaml=tmp_path / "none.yaml"))).poll()) == {"gz", "st"}
+
+
+def test_watcher_exits_when_the_lab_stays_down_and_stops_on_request(tmp_path: Path) -> None:
+    import threading
+    from types import SimpleNamespace
+
+    from devcloud.lab.reconcile import Watcher
+
+    lab = SimpleNamespace(paths=SimpleNamespace(clouds_yaml=tmp_path / "c.yaml"), state=lambda: SimpleNamespace(up=False))
+    t0 = time.monotonic()
+    assert Watcher(lab, interval=0.05).run(threading.Event(), lab_down_exit=0.3) == 0  # `down` lost its PID file
+    assert time.monotonic() - t0 < 5
+    stop = threading.Event()
+    th = threading.Thread(target=Watcher(lab, interval=10).run, args=(stop,), kwargs={"lab_down_exit": 3600})
+    th.start()
+    stop.set()  # what SIGTERM does; the 10 s wait ends at once
+    th.join(timeout=5)
+    assert not th.is_alive()
+
+
+def test_watcher_looks_again_at_an_active_server_without_its_fixed_ip_yet(tmp_path: Path) -> None:
+    """Seen on the devcloud: ACTIVE listed before the port shows its fixed IP, and the listed server
+    (its signature) never changes after that; the watcher must not keep the incomplete answer."""
+    from types import SimpleNamespace
+
+    from devcloud.lab.reconcile import Watcher, retry_delay
+    from devcloud.procs import wait_for
+
+    assert [retry_delay(n) for n in range(7)] == [1.0, 2.0, 4.0, 8.0, 16.0, 30.0, 30.0]
+    (tmp_path / "clouds.yaml").write_text("clouds: {}\n")
+    gz = _FlakyCloud("RegionGZ", [_listed()])
+    gz.portless = 1
+    w = Watcher(SimpleNamespace(paths=SimpleNamespace(clouds_yaml=tmp_path / "clouds.yaml")),
+                connect_fn=lambda c, _p: gz, clouds=("gz",))
+    assert w.poll() == {} and [s.ip for s in w.servers() or []] == [None]
+    assert w.poll() == {} and gz.calls["ports"] == 1  # not at once: after retry_delay(0) = 1 s
+    wait_for(lambda: not w.poll() and [s.ip for s in w.servers() or []] == ["10.244.5.10"], timeout=5, interval=0.1,
+             what="the fixed IP picked up")
+    calls = gz.calls["ports"]
+    for _ in range(3):
+        w.poll()
+    assert gz.calls["ports"] == calls == 2  # complete now: no more look-ups
+
+
+def test_changes_since_is_utc_and_overlaps() -> None:
+    from devcloud.lab.reconcile import changes_since
+
+    assert changes_since(1_700_000_005.0) == "2023-11-14T22:13:20Z"
+    assert changes_since(1_700_000_005.0, overlap=0) == "2023-11-14T22:13:25Z"
+
+
+class _RecordingLab:
+    """Fault injection for apply_servers: a lab whose batch add fails on one address (a real clash
+    needs a foreign host on that address), recording what is called."""
+
+    def __init__(self, current: list[HostSpec], bad_ip: str) -> None:
+        self.current = {h.key: h for h in current}
+        self.bad_ip = bad_ip
+        self.calls: list[str] = []
+
+    def hosts(self, *, kind: str | None = None) -> list[HostSpec]:
+        return [h for h in self.current.values() if kind is None or h.kind == kind]
+
+    def remove_hosts(self, keys: list[str]) -> list[str]:
+        self.calls.append(f"remove {','.join(keys)}")
+        return [k for k in keys if self.current.pop(k, None)]
+
+    def _make(self, kw: dict[str, Any]) -> None:
+        if kw["ip"] == self.bad_ip:
+            raise net.LabError(f"{kw['ip']} is already lab host x")
+        self.current[kw["key"]] = HostSpec(key=kw["key"], hostname=kw["hostname"], site=kw["site"], ip=kw["ip"],
+                                           prefixlen=kw["prefixlen"], gateway=kw["gateway"], kind="nova",
+                                           authorized_keys=list(kw["authorized_keys"]))
+
+    def add_hosts(self, specs: list[dict[str, Any]]) -> None:
+        self.calls.append(f"add_hosts {len(specs)}")
+        for kw in specs:
+            self._make(kw)
+
+    def add_host(self, **kw: Any) -> None:
+        self.calls.append(f"add_host {kw['key']}")
+        self._make(kw)
+
+
+def test_apply_removes_in_one_batch_then_adds_in_one_batch_and_isolates_a_bad_server() -> None:
+    from devcloud.lab.reconcile import apply_servers
+
+    servers = [_srv(1), _srv(2), _srv(3)]
+    want, _ = desired_hosts(servers)
+    gone = HostSpec(key="n-gone", hostname="old", site="gz-a", ip="10.244.9.99", prefixlen=24, gateway="10.244.9.1", kind="nova")
+    lab = _RecordingLab([gone], bad_ip="")
+    res = apply_servers(lab, servers)
+    assert lab.calls == ["remove n-gone", "add_hosts 3"] and sorted(res.created) == sorted(want) and res.removed == ["n-gone"]
+    # a batch that fails part-way: the others are still made, the bad one is reported
+    lab = _RecordingLab([], bad_ip="10.244.9.12")
+    res = apply_servers(lab, servers)
+    assert sorted(res.created) == sorted(k for k, h in want.items() if h.ip != "10.244.9.12")
+    assert len(res.skipped) == 1 and "10.244.9.12" in res.skipped[0]
+    assert lab.calls[0] == "add_hosts 3" and "add_host " + next(k for k, h in want.items() if h.ip == "10.244.9.12") in lab.calls
