@@ -252,7 +252,8 @@ def test_nova_server_becomes_a_lab_host(lab: Lab, tmp_path: Path, devcloud_cloud
         res = reconcile(lab)
         t_reconcile = time.monotonic() - t0
         key = f"n-{srv.id}"
-        assert key in res.created, res
+        # the lab's reconcile watcher may have made the host first: then this explicit pass keeps it
+        assert key in res.created + res.kept, res
         h = lab.host(key)
         fixed = port.fixed_ips[0]["ip_address"]
         assert (h.hostname, h.ip, h.site, h.gateway) == (name, fixed, "gz-a", sub.gateway_ip)
@@ -275,8 +276,8 @@ def test_nova_server_becomes_a_lab_host(lab: Lab, tmp_path: Path, devcloud_cloud
         conn.compute.delete_server(srv)
         conn.compute.wait_for_delete(srv, wait=120)
         made.remove(("server", srv))
-        res = reconcile(lab)
-        assert key in res.removed
+        res = reconcile(lab)  # removes it, unless the watcher already did
+        assert key in res.removed or key not in {x.key for x in lab.hosts()}
         assert key not in {x.key for x in lab.hosts()} and net.host_ns(key) not in net.netns_list()
         assert fixed not in lab.known_hosts.read_text()
     finally:  # best effort: a cleanup error must not hide the test's own failure
