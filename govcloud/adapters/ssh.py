@@ -2,14 +2,15 @@
 
 - ``connect``: ``RejectPolicy`` and only the given known_hosts; an unknown or changed host key raises
   HostKeyError naming the host, the fingerprint it presented and the ones known_hosts expects.
-- ``measure`` / ``manifest``: size, file count and one sha256 digest of a data tree, computed *on the
-  host* (nothing is copied to the controller).
+- ``measure`` / ``manifest`` / ``incremental_manifest``: size, file count and one sha256 digest of a
+  data tree, computed *on the host* (nothing is copied to the controller); the incremental one runs
+  ``govcloud/migrate/hostmanifest.py`` with python3 there and re-reads only files changed since its last run.
 - ``rsync_argv`` (pure): the rsync that runs ON the legacy host and pushes to the target over ssh with
   a per-migration key and strict host keys; ``parse_rsync_stats`` (pure) reads its ``--stats``.
 - ``transfer_key``: generate an ed25519 key on the source, authorise it on the target with
   ``from="<source ip>",restrict`` for the transfer only, remove it afterwards (also on failure).
 
-Remote hosts need a POSIX shell, bash, coreutils, findutils, rsync and ssh-keygen (legacy Linux).
+Remote hosts need a POSIX shell, bash, coreutils, findutils, python3, rsync and ssh-keygen (legacy Linux).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import base64
 import contextlib
 import hashlib
 import ipaddress
+import json
 import logging
 import re
 import select
@@ -35,6 +37,7 @@ from govcloud.errors import HostKeyError, SSHError
 
 log = logging.getLogger(__name__)
 
+DEFAULT_MANIFEST_CACHE = "/var/lib/govcloud/manifest-cache"  # on each host, outside the synced data
 RSYNC_PARTIAL_OK = 24  # "some files vanished before they could be transferred": the source is live, a later sync catches up
 
 
@@ -215,6 +218,8 @@ class Manifest:
     path: str
     digest: str
     files: int
+    hashed_files: int = 0  # files this run read (the others came from the host's hash cache)
+    hashed_bytes: int = 0
 
 
 def measure_command(path: str) -> str:
@@ -256,12 +261,48 @@ def parse_manifest(path: str, stdout: str) -> Manifest:
 
 def manifest(session: SSHSession, path: str, *, timeout: float = 3600.0) -> Manifest:
     """The tree digest of ``path`` computed on the host (file contents and relative names; not owners,
-    modes or empty directories, which rsync -a carries but which do not make data differ)."""
+    modes or empty directories, which rsync -a carries but which do not make data differ): the full
+    ``find | sort | sha256sum`` pipeline (``manifest_command``), kept as the reference definition."""
     r = session.run(manifest_command(path), check=False, timeout=timeout)
     if r.status != 0:
         raise SSHError(f"cannot compute the checksum manifest of {path} on {session.endpoint.label}: {_tail(r.stderr)}",
                        host=session.endpoint.address, command=r.command, status=r.status)
     return parse_manifest(path, r.stdout)
+
+
+def host_manifest_source() -> str:
+    """The stdlib-only program (``govcloud/migrate/hostmanifest.py``) shipped on stdin to ``python3 -``."""
+    return (Path(__file__).resolve().parent.parent / "migrate" / "hostmanifest.py").read_text(encoding="utf-8")
+
+
+def incremental_manifest_command(path: str, cache_dir: str | None = DEFAULT_MANIFEST_CACHE) -> str:
+    """``python3 - PATH CACHE_DIR`` (the program comes on stdin; ``-`` as cache dir: no cache)."""
+    return shlex.join(["python3", "-", path, cache_dir or "-"])
+
+
+def parse_incremental_manifest(path: str, stdout: str) -> Manifest:
+    try:
+        doc = json.loads(stdout)
+        digest, files = str(doc["digest"]), int(doc["files"])
+        hashed_files, hashed_bytes = int(doc["hashed_files"]), int(doc["hashed_bytes"])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ValueError(f"unexpected manifest output for {path}: {stdout[:200]!r}") from exc
+    if not re.fullmatch(r"[0-9a-f]{64}", digest):
+        raise ValueError(f"unexpected manifest digest for {path}: {digest!r}")
+    return Manifest(path, digest, files, hashed_files, hashed_bytes)
+
+
+def incremental_manifest(session: SSHSession, path: str, *, cache_dir: str | None = DEFAULT_MANIFEST_CACHE,
+                         timeout: float = 3600.0) -> Manifest:
+    """The same digest as ``manifest``, computed on the host by ``hostmanifest.py`` with its per-tree
+    hash cache: only files whose (inode, size, mtime, ctime) changed since the last run are read."""
+    r = session.run(incremental_manifest_command(path, cache_dir), check=False, timeout=timeout,
+                    input=host_manifest_source())
+    if r.status != 0:
+        raise SSHError(f"cannot compute the checksum manifest of {path} on {session.endpoint.label}: {_tail(r.stderr)}",
+                       hint="the host needs python3 (3.9+) and read access to the tree",
+                       host=session.endpoint.address, command=r.command, status=r.status)
+    return parse_incremental_manifest(path, r.stdout)
 
 
 # ------------------------------------------------------------------ rsync (pure builder + stats)

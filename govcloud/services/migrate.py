@@ -18,6 +18,7 @@ named crash point (``govcloud.migrate.steps.CRASH_POINTS``) - the crash a test n
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -926,21 +927,49 @@ class Migrator:
                                  hint="run `govcloud migrate resume`")
         return list(t)
 
+    def _manifests(self, w: Work, targets: Sequence[Mapping[str, Any]] | None, *, source: bool = True
+                   ) -> tuple[dict[str, str], dict[str, dict[str, str]], dict[str, int]]:
+        """Source (``legacy-host:path`` -> digest) and, when ``targets`` is given, per-target manifests,
+        all computed at once (one thread and SSH channel per host and path; each host hashes its own
+        tree with its hash cache, so only files changed since the last manifest are read). Also the
+        counts of what was read, for the journal."""
+        jobs: list[tuple[str, str, ssh.Endpoint, str]] = []  # (side, key, endpoint, path)
+        if source:
+            for h in w.system.hosts:
+                ep = self.legacy_ep(w.system, h.name)
+                jobs += [("", f"{h.name}:{p}", ep, p) for p in h.data]
+        for t in targets or ():
+            ep = self.target_ep(t)
+            jobs += [(str(t["name"]), f"{t['legacy_host']}:{p}", ep, p) for p in t["data"]]
+
+        def one(job: tuple[str, str, ssh.Endpoint, str]) -> tuple[str, str, ssh.Manifest]:
+            side, key, ep, path = job
+            return side, key, ssh.incremental_manifest(self.sessions.get(ep), path)
+
+        src: dict[str, str] = {}
+        dst: dict[str, dict[str, str]] = {str(t["name"]): {} for t in targets or ()}
+        counts = {"files": 0, "hashed_files": 0, "hashed_bytes": 0}
+        if not jobs:
+            return src, dst, counts
+        with ThreadPoolExecutor(max_workers=min(8, len(jobs))) as pool:
+            for side, key, m in pool.map(one, jobs):
+                (dst[side] if side else src)[key] = m.digest
+                counts["files"] += m.files
+                counts["hashed_files"] += m.hashed_files
+                counts["hashed_bytes"] += m.hashed_bytes
+        return src, dst, counts
+
     def _source_manifests(self, w: Work) -> dict[str, str]:
-        out: dict[str, str] = {}
-        for h in w.system.hosts:
-            s = self.sessions.get(self.legacy_ep(w.system, h.name))
-            for p in h.data:
-                out[f"{h.name}:{p}"] = ssh.manifest(s, p).digest
-        return out
+        return self._manifests(w, None)[0]
 
     def _target_manifests(self, w: Work, targets: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, str]]:
         """Per target: legacy-host:path -> digest (comparable with the source's)."""
-        out: dict[str, dict[str, str]] = {}
-        for t in targets:
-            s = self.sessions.get(self.target_ep(t))
-            out[t["name"]] = {f"{t['legacy_host']}:{p}": ssh.manifest(s, p).digest for p in t["data"]}
-        return out
+        return self._manifests(w, targets, source=False)[1]
+
+    def _record_manifest_work(self, w: Work, step: str, seconds: float, counts: Mapping[str, int]) -> None:
+        self.record(w.id, step, "manifest_seconds", round(seconds, 3))
+        self.record(w.id, step, "manifest_hashed_files", int(counts["hashed_files"]))
+        self.record(w.id, step, "manifest_hashed_bytes", int(counts["hashed_bytes"]))
 
     def _site_composites(self, w: Work, dst: Mapping[str, Mapping[str, str]]) -> dict[str, str]:
         """Per site: one composite over all its targets' manifests (comparable with the source's)."""
@@ -954,8 +983,22 @@ class Migrator:
         return [{"mig_id": t["name"][:64], "target": t["ip"], "target_name": t["name"], "source_host": t["legacy_host"]}
                 for t in targets]
 
+    @contextmanager
+    def _staged_keys(self, w: Work, targets: Sequence[Mapping[str, Any]]) -> Iterator[dict[str, ssh.MigrationKey]]:
+        """Per-migration keys (target name -> key) authorised for the block and removed after it (also on
+        failure): the cutover sets them up before it stops the source, so their ssh round trips are
+        not part of the downtime."""
+        with contextlib.ExitStack() as stack:
+            keys: dict[str, ssh.MigrationKey] = {}
+            for t in targets:
+                src_ep = self.legacy_ep(w.system, t["legacy_host"])
+                keys[str(t["name"])] = stack.enter_context(ssh.transfer_key(
+                    self.sessions.get(src_ep), self.sessions.get(self.target_ep(t)), mig_id=str(t["name"])[:64],
+                    source_ip=src_ep.address, target_host_keys=ssh.known_hosts_lines(self.o.known_hosts, str(t["ip"]))))
+            yield keys
+
     def _push_all(self, w: Work, targets: Sequence[Mapping[str, Any]], *, checksum: bool = False,
-                  step: str = "sync") -> dict[str, int]:
+                  step: str = "sync", keys: Mapping[str, ssh.MigrationKey] | None = None) -> dict[str, int]:
         """rsync on each legacy host to each of its targets (per-migration key, removed after); returns
         summed stats. Pairs run side by side (each is a process on a legacy host, not here)."""
         total = int(self.fact(w.id, "source_bytes") or 0) * max(1, len({t["site"] for t in targets}))
@@ -966,12 +1009,17 @@ class Migrator:
             src_ep = self.legacy_ep(w.system, t["legacy_host"])
             src = self.sessions.get(src_ep)
             tgt = self.sessions.get(self.target_ep(t))
+            staged = (keys or {}).get(str(t["name"]))
             lines = ssh.known_hosts_lines(self.o.known_hosts, str(t["ip"]))
-            with ssh.transfer_key(src, tgt, mig_id=str(t["name"])[:64], source_ip=src_ep.address,
-                                  target_host_keys=lines) as key:
+            with (contextlib.nullcontext(staged) if staged is not None else
+                  ssh.transfer_key(src, tgt, mig_id=str(t["name"])[:64], source_ip=src_ep.address,
+                                   target_host_keys=lines)) as key:
                 fault(f"{step}.after_key", w.id)
                 host = next(h for h in w.system.hosts if h.name == t["legacy_host"])
-                for path, excludes in [*((p, ()) for p in host.data), (APP_DIR, APP_EXCLUDES)]:
+                jobs: list[tuple[str, tuple[str, ...]]] = [*((p, ()) for p in host.data), (APP_DIR, APP_EXCLUDES)]
+
+                def one(job: tuple[str, tuple[str, ...]]) -> None:
+                    path, excludes = job
                     spec = ssh.RsyncSpec(source_path=path, dest_host=str(t["ip"]), dest_path=path,
                                          identity=key.private_path, known_hosts=key.known_hosts_path,
                                          checksum=checksum, excludes=excludes)
@@ -982,6 +1030,13 @@ class Migrator:
                         acc["matched_data"] += st.matched_data
                         acc["files_transferred"] += st.files_transferred
                         self.r.step(w.id, step, total=max(total, 1), done=min(total, acc["literal_data"] + acc["matched_data"]))
+
+                # the paths side by side (one rsync process each on the legacy host): the small ones
+                # (the app) no longer add an ssh handshake and a file-list pass to the big one's time
+                dirs = [p.rstrip("/") + "/" for p, _ in jobs]
+                nested = any(a != b and a.startswith(b) for a in dirs for b in dirs)
+                with ThreadPoolExecutor(max_workers=1 if nested else len(jobs)) as paths:
+                    list(paths.map(one, jobs))
 
         with ThreadPoolExecutor(max_workers=max(1, min(4, len(targets)))) as pool:
             list(pool.map(pair, targets))
@@ -1012,13 +1067,22 @@ class Migrator:
             current = composite(self._source_manifests(w)) if last_src and last_dst else ""
             decision = sync_decision(last_src, last_dst, current) if current else SyncDecision.FULL
             stats = {"bytes_sent": 0, "literal_data": 0, "matched_data": 0, "files_transferred": 0}
+            t0 = time.monotonic()
             if decision != SyncDecision.SKIP:
                 stats = self._push_all(w, targets, step="sync")
+            transfer_s = time.monotonic() - t0
             fault("sync.after_rsync", w.id)
-            src = self._source_manifests(w)
-            dst = self._target_manifests(w, targets)
+            # the freshness proof, and it primes the hosts' hash caches while the source is still live,
+            # so the cutover's manifests (service down) only read what changed after this point
+            self.r.step(w.id, "manifests")
+            t1 = time.monotonic()
+            src, dst, counts = self._manifests(w, targets)
+            prime_s = time.monotonic() - t1
+            self.record(w.id, "warm_sync", "transfer_seconds", round(transfer_s, 3))
+            self._record_manifest_work(w, "warm_sync", prime_s, counts)
             self._record_sync(w, "warm_sync", decision, stats, src, dst)
-            out.update({"decision": decision.value, **stats})
+            out.update({"decision": decision.value, **stats, "transfer_seconds": round(transfer_s, 3),
+                        "manifest_seconds": round(prime_s, 3), "manifest_hashed_bytes": counts["hashed_bytes"]})
 
     def _record_sync(self, w: Work, step: str, decision: SyncDecision, stats: Mapping[str, int],
                      src: Mapping[str, str], dst: Mapping[str, Mapping[str, str]]) -> tuple[str, str]:
@@ -1103,25 +1167,35 @@ class Migrator:
         try:
             with self.step(w, Action.CUTOVER, {"transfer_keys": keys, "window_end": window_end}) as out:
                 self.record(w.id, "cutover", FACT_WINDOW_END, window_end)
-                stopped_at = self._stopped_at(w)
-                self._legacy_all(w, "stop")
-                if stopped_at is None:
-                    stopped_at = time.time()
-                    self.record(w.id, "cutover", "source_stopped_at", stopped_at)
-                fault("cutover.after_stop", w.id)
-                src = self._source_manifests(w)  # the source is stopped: this is final
-                decision = sync_decision(self.fact(w.id, "source_manifest"), self.fact(w.id, "target_manifest"),
-                                         composite(src))
-                stats = {"bytes_sent": 0, "literal_data": 0, "matched_data": 0, "files_transferred": 0}
-                if decision != SyncDecision.SKIP:
-                    stats = self._push_all(w, targets, step="cutover")
-                dst = self._target_manifests(w, targets)
-                if any(m != {k: v for k, v in src.items() if k in m} for m in dst.values()):
-                    # rsync's quick check can miss a same-size rewrite within the mtime granularity
-                    extra = self._push_all(w, targets, checksum=True, step="cutover")
-                    stats = {k: stats[k] + extra[k] for k in stats}
-                    dst = self._target_manifests(w, targets)
-                    out["checksum_pass"] = True
+                with self._staged_keys(w, targets) as staged:  # before the stop: not part of the downtime
+                    stopped_at = self._stopped_at(w)
+                    self._legacy_all(w, "stop")
+                    if stopped_at is None:
+                        stopped_at = time.time()
+                        self.record(w.id, "cutover", "source_stopped_at", stopped_at)
+                    fault("cutover.after_stop", w.id)
+                    t0 = time.monotonic()
+                    src, _, counts = self._manifests(w, None)  # the source is stopped: this is final
+                    manifest_s = time.monotonic() - t0
+                    decision = sync_decision(self.fact(w.id, "source_manifest"), self.fact(w.id, "target_manifest"),
+                                             composite(src))
+                    stats = {"bytes_sent": 0, "literal_data": 0, "matched_data": 0, "files_transferred": 0}
+                    t1 = time.monotonic()
+                    if decision != SyncDecision.SKIP:
+                        stats = self._push_all(w, targets, step="cutover", keys=staged)
+                    transfer_s = time.monotonic() - t1
+                    t2 = time.monotonic()
+                    _, dst, more = self._manifests(w, targets, source=False)
+                    manifest_s += time.monotonic() - t2
+                    counts = {k: counts[k] + more[k] for k in counts}
+                    if any(m != {k: v for k, v in src.items() if k in m} for m in dst.values()):
+                        # rsync's quick check can miss a same-size rewrite within the mtime granularity
+                        extra = self._push_all(w, targets, checksum=True, step="cutover", keys=staged)
+                        stats = {k: stats[k] + extra[k] for k in stats}
+                        dst = self._target_manifests(w, targets)
+                        out["checksum_pass"] = True
+                self.record(w.id, "cutover", "transfer_seconds", round(transfer_s, 3))
+                self._record_manifest_work(w, "cutover", manifest_s, counts)
                 src_c, dst_c = self._record_sync(w, "cutover", decision, stats, src, dst)
                 if src_c != dst_c:
                     raise MigrationError(f"{w.id}: target data differs from the stopped source after the final sync "

@@ -17,7 +17,8 @@ import pytest
 from devcloud.testing import require
 
 from govcloud.adapters.ssh import (
-    RsyncSpec, authorized_keys_line, manifest_command, measure_command, parse_manifest, parse_measure,
+    RsyncSpec, authorized_keys_line, host_manifest_source, incremental_manifest_command, manifest_command,
+    parse_incremental_manifest, measure_command, parse_manifest, parse_measure,
     parse_rsync_stats, rsync_argv, rsync_command, rsync_ssh_command,
 )
 
@@ -132,6 +133,22 @@ def test_manifest_command_run_by_bash_equals_the_python_definition(tmp_path: Pat
     assert e.files == 0 and e.digest == hashlib.sha256(b"").hexdigest()
     r = subprocess.run(["sh", "-c", manifest_command(str(tmp_path / "missing"))], capture_output=True, text=True)
     assert r.returncode != 0
+
+
+def test_incremental_manifest_command_equals_the_python_definition(tmp_path: Path) -> None:
+    """What the engine runs (``python3 - PATH CACHE`` with hostmanifest.py on stdin), locally."""
+    root = _tree(tmp_path)
+    cmd = incremental_manifest_command(str(root), str(tmp_path / "cache"))
+    assert cmd == f"python3 - {root} {tmp_path / 'cache'}"
+    runs = [parse_incremental_manifest(str(root), subprocess.run(["sh", "-c", cmd], input=host_manifest_source(),
+                                                                 check=True, capture_output=True, text=True).stdout)
+            for _ in range(2)]
+    assert {m.digest for m in runs} == {_python_manifest(root)} and runs[0].files == 3
+    assert incremental_manifest_command("/d", None) == "python3 - /d -"
+    with pytest.raises(ValueError):
+        parse_incremental_manifest("/d", "Traceback ...")
+    with pytest.raises(ValueError):
+        parse_incremental_manifest("/d", '{"digest": "zz", "files": 1, "hashed_files": 0, "hashed_bytes": 0}')
 
 
 def test_measure_command_and_parser(tmp_path: Path) -> None:
