@@ -878,6 +878,7 @@ class OpenStackCloud:
             "network": next((n.id for n in nets if n.name == f"{pname}-app"), None),
             "security_groups": [g.name for g in sgs if g.name in (f"{pname}-base", f"{pname}-app")],
             "keypair": kp.name if kp is not None else None,
+            "keypair_public_key": normalise_public_key(kp.public_key or "") if kp is not None else None,
             "images": {i.name: i.id for i in images if i.name},
             "flavors": [{"name": f.name, "id": f.id, "vcpus": int(f.vcpus or 0), "ram_mb": int(f.ram or 0)} for f in flavors],
             "quota": quota,

@@ -285,6 +285,7 @@ class Migrator:
             self.legacy_key = options.ssh_key or ops
             self.target_key = options.target_key or ops
         self.sessions = Sessions()
+        self._target_pub: str | None = None
         self._cloud: Any = None
         self._local = threading.local()
         self._journals: list[Journal] = []
@@ -325,6 +326,21 @@ class Migrator:
         h = next(h for h in system.hosts if h.name == host_name)
         return ssh.Endpoint(address=h.address, known_hosts=self.o.known_hosts, key_file=self.legacy_key, user=h.user,
                             port=h.port, name=h.name)
+
+    def _target_public_key(self) -> str:
+        """``type base64`` of the key new servers are logged in with ("" when it cannot be read)."""
+        if self._target_pub is None:
+            self._target_pub = ""
+            key = getattr(self, "target_key", None)  # unset in --dry-run
+            if key is not None:
+                try:
+                    import paramiko
+
+                    k = paramiko.PKey.from_path(key)
+                    self._target_pub = f"{k.get_name()} {k.get_base64()}"
+                except (OSError, paramiko.SSHException, ValueError):
+                    pass  # an unreadable key is reported where it is used
+        return self._target_pub
 
     def target_ep(self, t: Mapping[str, Any]) -> ssh.Endpoint:
         return ssh.Endpoint(address=str(t["ip"]), known_hosts=self.o.known_hosts, key_file=self.target_key,
@@ -574,6 +590,14 @@ class Migrator:
                                f"--department {spec.department}`")
                         if msg not in problems[w.id]:
                             problems[w.id].append(msg)
+                kp_pub = z.get("keypair_public_key")
+                if z["keypair"] and kp_pub and self._target_public_key() and kp_pub != self._target_public_key():
+                    msg = (f"{w.id}: keypair {pname} in region {spec.region} holds another public key than the one "
+                           f"govcloud logs in to new servers with ({self.target_key}): the targets would lock us out; "
+                           f"fix: pass the matching --target-key, or delete the keypair and run `govcloud provision "
+                           f"apply --department {spec.department}`")
+                    if msg not in problems[w.id]:
+                        problems[w.id].append(msg)
                 if self.o.image not in z["images"]:
                     msg = f"{w.id}: image {self.o.image} missing in region {spec.region}; fix: upload it or pass --image"
                     if msg not in problems[w.id]:
@@ -787,10 +811,11 @@ class Migrator:
         self.r.phase(f"provision: {len(active)} server(s) ACTIVE; waiting for ssh (strict host keys)")
         jobs = [(w.id, t) for w in works if w.id not in failed for t in targets[w.id]]
 
+        end = time.monotonic() + self.o.ssh_wait  # one deadline for all targets, however many wait in the pool
+
         def reachable(item: tuple[str, dict[str, Any]]) -> tuple[str, str]:
             sid, t = item
             ep = self.target_ep(t)
-            end = time.monotonic() + self.o.ssh_wait
             last = ""
             while time.monotonic() < end:
                 try:

@@ -355,3 +355,17 @@ def test_kill_9_at_every_crash_point_then_resume_completes_without_duplicates_or
         assert "govcloud-mig-" not in keys
     r = env.govcloud("audit", "verify", journal=j)
     assert r.returncode == 0, r.stderr
+
+
+def test_preflight_refuses_a_target_key_the_department_keypair_does_not_hold(env: Env, tmp_path: Path) -> None:
+    """Booting servers whose keypair we cannot log in with would strand them: caught before any boot."""
+    from devcloud.lab.testing import ssh_keygen
+
+    fresh(env, ("tmig-web",))
+    ssh_keygen(tmp_path / "stranger", "not-the-operator")
+    r = env.govcloud("migrate", "run", str(PLAN), "--wave", "1", "--systems", "tmig-web", "--outside-window",
+                     *env.migrate_args("--target-key", str(tmp_path / "stranger")), journal="kp.sqlite")
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "keypair gov-tmig-dept in region gz holds another public key" in r.stderr, r.stderr
+    assert "nothing was provisioned" in r.stderr
+    assert env.servers("tmig-web") == []
