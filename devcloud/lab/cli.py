@@ -241,11 +241,11 @@ def pg_group() -> None:
 @click.pass_context
 def pg_up(ctx: click.Context) -> None:
     """Create and start the three members (idempotent; a running cluster is left as it is)."""
-    from devcloud.lab.pg import LabPostgres
+    from devcloud.lab.pg import LabPostgres, describe
 
     t0 = time.monotonic()
     st = _do(ctx, lambda: LabPostgres(_lab(ctx)).up())
-    click.echo(f"lab pg up in {time.monotonic() - t0:.2f}s: primary {st['primary']}")
+    click.echo(f"lab pg up in {time.monotonic() - t0:.2f}s: {describe(st)}")
     _print_pg(st)
 
 

@@ -181,6 +181,33 @@ class LabPostgres:
         txt = self.read_file(site, EPOCH)
         return int(txt.strip()) if txt and txt.strip().isdigit() else None
 
+    def markers(self, site: str) -> dict[str, Any]:
+        """Role and epoch markers of one member in a single console call (the controller reads them every cycle).
+
+        ``running``, ``writable`` (running and not in recovery), ``epoch`` (the marker a promotion
+        leaves), ``fenced_epoch`` (the fenced marker; -1 when unreadable).
+        """
+        script = ('if runuser -u postgres -- "$1/pg_ctl" -D "$2" status >/dev/null 2>&1; then echo running; '
+                  'runuser -u postgres -- "$1/psql" -X -q -At -h /run/postgresql -p "$3" -d "$4" '
+                  '-c "SELECT pg_is_in_recovery()" 2>/dev/null | sed "s/^/recovery=/"; fi; '
+                  'printf "epoch=%s\\n" "$(cat "$5" 2>/dev/null)"; '
+                  'printf "fenced=%s\\n" "$(tr -d "\\n" < "$6" 2>/dev/null)"')
+        r = self.run(site, ["/bin/sh", "-c", script, "sh", str(PG_BIN), DATA, str(PORT), DATABASE, EPOCH, FENCED],
+                     check=False, timeout=30)
+        lines = r.stdout.splitlines()
+        kv = dict(line.split("=", 1) for line in lines if "=" in line)
+        running = "running" in lines
+        epoch_txt = kv.get("epoch", "").strip()
+        fenced: int | None = None
+        if kv.get("fenced", "").strip():
+            try:
+                fenced = int(json.loads(kv["fenced"])["epoch"])
+            except (ValueError, KeyError, TypeError):
+                fenced = -1
+        return {"site": site, "observed": r.returncode == 0, "running": running,
+                "writable": running and kv.get("recovery", "").strip() == "f",
+                "epoch": int(epoch_txt) if epoch_txt.isdigit() else None, "fenced_epoch": fenced}
+
     # ------------------------------------------------------------ member operations
 
     def write_member_conf(self, site: str, *, primary: str | None, sync_names: str = "") -> None:
@@ -408,4 +435,12 @@ class LabPostgres:
             for line in out.splitlines():
                 name, state, sync, lag = line.split("|")
                 replication.append({"name": name, "state": state, "sync_state": sync, "lag_bytes": int(lag)})
-        return {"primary": primary, "members": members, "replication": replication}
+        epoch = next((m.get("epoch") for m in members if m["site"] == primary), None)
+        return {"primary": primary, "epoch": epoch, "members": members, "replication": replication}
+
+
+def describe(st: dict[str, Any]) -> str:
+    """One line in the words `govcloud failover status` uses: ``pg: primary gz-a at epoch 1``."""
+    if st.get("primary") is None:
+        return "pg: no writable member"
+    return f"pg: primary {st['primary']} at epoch {st.get('epoch') if st.get('epoch') is not None else '?'}"

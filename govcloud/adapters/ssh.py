@@ -24,6 +24,7 @@ import logging
 import re
 import select
 import shlex
+import threading
 import time
 from datetime import UTC, datetime, timedelta
 from collections.abc import Callable, Iterator, Sequence
@@ -134,9 +135,13 @@ def connect(endpoint: Endpoint, *, timeout: float = 10.0) -> SSHSession:
 class SSHSession:
     """One connected host; ``run`` executes a shell command line and returns its status and output."""
 
+    # sshd refuses channels beyond MaxSessions (10 by default) on one connection: stay below it
+    MAX_CHANNELS = 8
+
     def __init__(self, client: paramiko.SSHClient, endpoint: Endpoint) -> None:
         self.client = client
         self.endpoint = endpoint
+        self._channels = threading.BoundedSemaphore(self.MAX_CHANNELS)
 
     def __enter__(self) -> SSHSession:
         return self
@@ -156,16 +161,25 @@ class SSHSession:
             raise SSHError(f"ssh session to {self.endpoint.label} is closed", host=self.endpoint.address)
         shown = "<command with key material>" if secret else command
         log.debug("ssh %s: %s", self.endpoint.label, shown)
-        chan = transport.open_session()
-        try:
-            chan.exec_command(command)
-            if input is not None:
-                chan.sendall(input.encode("utf-8"))
-            chan.shutdown_write()
-            out, err = _drain(chan, timeout, self.endpoint.label, shown)
-            status = chan.recv_exit_status()
-        finally:
-            chan.close()
+        with self._channels:
+            try:
+                chan = transport.open_session()
+            except (paramiko.SSHException, OSError, EOFError) as exc:
+                raise SSHError(f"on {self.endpoint.label}: cannot open an ssh channel for `{shown}`: {exc or type(exc).__name__}",
+                               hint="the host's sshd dropped the connection or refused the channel (MaxSessions); "
+                                    "the step is retried on resume", host=self.endpoint.address, command=shown) from exc
+            try:
+                chan.exec_command(command)
+                if input is not None:
+                    chan.sendall(input.encode("utf-8"))
+                chan.shutdown_write()
+                out, err = _drain(chan, timeout, self.endpoint.label, shown)
+                status = chan.recv_exit_status()
+            except (paramiko.SSHException, OSError, EOFError) as exc:
+                raise SSHError(f"on {self.endpoint.label}: the ssh channel of `{shown}` failed: {exc or type(exc).__name__}",
+                               host=self.endpoint.address, command=shown) from exc
+            finally:
+                chan.close()
         result = CommandResult(shown, status, out.decode("utf-8", "replace"), err.decode("utf-8", "replace"))
         if check and status != 0:
             raise SSHError(f"on {self.endpoint.label}: `{shown}` exited {status}: {_tail(result.stderr)}",

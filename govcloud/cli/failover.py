@@ -37,9 +37,10 @@ def _parts(app: AppContext, grace: float, lease: float, max_gap: float, *, enfor
 
     gc = app.root / ".govcloud"
     journal = Journal(gc / "failover.db")
+    smap = ServiceMap(gc / "service-map.json")
     ctl = Controller(LabBackend(), journal, _policy(grace, lease, max_gap), publish_path=gc / "failover.json",
-                     enforce_lease=enforce_lease)
-    return ctl, journal, ServiceMap(gc / "service-map.json")
+                     enforce_lease=enforce_lease, servicemap=smap)
+    return ctl, journal, smap
 
 
 @click.group("failover")
@@ -66,6 +67,7 @@ def status(app: AppContext, sample: float, grace: float, lease: float, max_gap: 
         app.emit_json(payload)
         return ExitCode.OK
     app.echo(f"{payload['service']}: primary {payload['primary']} at epoch {payload['epoch']}"
+             + f" (next promotion at epoch {payload['next_epoch']})"
              + (f", fenced {', '.join(payload['fenced'])}" if payload["fenced"] else "")
              + ("" if payload["healthy"] else "  (DEGRADED: not every member streams)"))
     app.echo(f"  {'site':<6} {'role':<8} {'state':<10} {'sync':<9} {'lag':>10}")
@@ -75,6 +77,9 @@ def status(app: AppContext, sample: float, grace: float, lease: float, max_gap: 
     ep = payload["endpoint"]
     where = "(none)" if ep is None else f"{ep['address']}:{ep['port']} ({ep['site']}), version {ep['version']}"
     app.echo(f"endpoint: {where}")
+    src = payload["source"]
+    for line in src["adopted"] or [f"{src['outcome']}: {src['reason']}"]:
+        app.echo(f"source of truth: {line}")
     d = payload["decision"]
     if d is not None:
         app.echo(f"decision: {d['action']}: {d['reason']}")

@@ -217,8 +217,8 @@ def decide(snapshot: ProbeSnapshot, view: ServiceView, history: ProbeHistory, po
             return make(Action.REFUSE, f"{head}, but no standby of {view.service} can be promoted: "
                                        f"{'; '.join(why_not) or 'it has none'}; no failover",
                         rule=Rule.SITE_LOSS, deciders=tuple(lost))
-        return make(Action.FAILOVER, f"{head}; promote {best.site} ({best.describe()}) at epoch {view.epoch + 1}",
-                    target=best.site, new_epoch=view.epoch + 1, rule=Rule.SITE_LOSS, deciders=tuple(lost),
+        return make(Action.FAILOVER, f"{head}; promote {best.site} ({best.describe()}) at epoch {view.next_epoch}",
+                    target=best.site, new_epoch=view.next_epoch, rule=Rule.SITE_LOSS, deciders=tuple(lost),
                     target_standby=best)
 
     if len(down) >= need:
@@ -304,8 +304,8 @@ def _region_decision(snapshot: ProbeSnapshot, view: ServiceView, snaps: Sequence
         return make(Action.REFUSE, f"{head}, but no standby of {view.service} in {_names(outside)} can be promoted: "
                                    f"{'; '.join(why_not) or 'it has none there'}; no failover",
                     rule=Rule.REGION_LOSS, deciders=deciders)
-    return make(Action.FAILOVER, f"{head}; promote {best.site} ({best.describe()}) at epoch {view.epoch + 1}",
-                target=best.site, new_epoch=view.epoch + 1, rule=Rule.REGION_LOSS, deciders=deciders,
+    return make(Action.FAILOVER, f"{head}; promote {best.site} ({best.describe()}) at epoch {view.next_epoch}",
+                target=best.site, new_epoch=view.next_epoch, rule=Rule.REGION_LOSS, deciders=deciders,
                 target_standby=best)
 
 

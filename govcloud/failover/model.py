@@ -108,6 +108,12 @@ class ServiceView:
     epoch: int
     standbys: tuple[Standby, ...]
     fenced: tuple[str, ...] = ()  # former primaries, kept out of service until they rejoin as standbys
+    high_epoch: int = 0  # the highest epoch any member or journal has seen (govcloud.failover.reconcile)
+
+    @property
+    def next_epoch(self) -> int:
+        """The epoch of the next promotion: above every epoch seen, never reused, never backwards."""
+        return max(self.epoch, self.high_epoch) + 1
 
     def standby(self, site: str) -> Standby | None:
         return next((s for s in self.standbys if s.site == site), None)
@@ -185,6 +191,7 @@ class Action(StrEnum):
     WAIT = "wait"  # a loss is suspected and the clock is running: decide again on the next snapshot
     FAILOVER = "failover"  # promote ``target`` at ``new_epoch``
     REFUSE = "refuse"  # evidence of trouble, but no rule allows a failover; ``execute`` refuses with the reason
+    HOLD = "hold"  # the cluster is ambiguous (two writable members, or none): nobody acts; the reason says why
 
 
 class Rule(StrEnum):

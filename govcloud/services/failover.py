@@ -1,7 +1,9 @@
 """The failover controller: probes -> immutable snapshot -> decision (with its sentence) -> runbook, journaled.
 
-``Controller.cycle`` takes one probe round, turns it into the pure core's ``ProbeSnapshot``, refreshes
-the ``ServiceView`` (who is primary at which epoch comes from the journal; standby lag and streaming
+``Controller.cycle`` takes one probe round, turns it into the pure core's ``ProbeSnapshot``, reconciles
+the journal with the cluster (the members' roles and epoch markers are the source of truth: a stale
+journal adopts them, an ambiguous cluster makes the decision ``hold``; ``govcloud.failover.reconcile``),
+refreshes the ``ServiceView`` (primary and epoch from the reconciled journal; standby lag and streaming
 from the primary's ``pg_stat_replication`` when the controller reaches it, else the last check), runs
 the primary's lease (``enforce_lease``: the lab stands in for the primary's own agent, acting only on
 the primary's own probes) and asks ``decide``. ``Executor.execute`` carries a failover decision out
@@ -51,6 +53,7 @@ from govcloud.failover.model import (
     ServiceView,
     Standby,
 )
+from govcloud.failover.reconcile import JournalState, MemberObservation, Outcome, Reconciliation, reconcile
 from govcloud.failover.runbook import StepKind, runbook_for
 from govcloud.model import Region, RegionRole, Resources, Site, Topology
 from govcloud.services import probes as P
@@ -79,6 +82,7 @@ class Backend(Protocol):
     def target(self, site: str) -> PgTarget: ...
     def probe_round(self) -> P.ProbeSnapshot: ...
     def discover_primary(self) -> tuple[str, int] | None: ...  # (site, epoch) of the writable member
+    def observe_members(self) -> list[MemberObservation]: ...  # roles and epoch markers, every cycle
     def fence(self, site: str, epoch: int, reason: str) -> str: ...
     def promote(self, site: str, epoch: int) -> str: ...
     def repoint(self, site: str, primary: str) -> str: ...
@@ -118,6 +122,8 @@ class ClusterRow:
     primary: str
     epoch: int
     fenced: tuple[str, ...]
+    # the highest epoch this journal has recorded or seen in the cluster (not part of the cluster's state)
+    high_epoch: int = field(default=0, compare=False)
 
 
 @dataclass(frozen=True)
@@ -143,7 +149,7 @@ class RunRow:
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS cluster (service TEXT PRIMARY KEY, primary_site TEXT NOT NULL, epoch INTEGER NOT NULL,
-    fenced TEXT NOT NULL DEFAULT '[]', updated_at REAL NOT NULL);
+    fenced TEXT NOT NULL DEFAULT '[]', updated_at REAL NOT NULL, high_epoch INTEGER NOT NULL DEFAULT 0);
 CREATE TABLE IF NOT EXISTS runs (id INTEGER PRIMARY KEY, service TEXT NOT NULL, kind TEXT NOT NULL,
     old_primary TEXT NOT NULL, new_primary TEXT NOT NULL, new_epoch INTEGER NOT NULL, reason TEXT NOT NULL,
     loss_at REAL, started_at REAL NOT NULL, finished_at REAL, status TEXT NOT NULL, rto_s REAL, rpo_s REAL,
@@ -170,6 +176,8 @@ class Journal:
         cols = {r[1] for r in self.db.execute("PRAGMA table_info(runs)")}
         if "writable_at" not in cols:  # a journal from before the column
             self.db.execute("ALTER TABLE runs ADD COLUMN writable_at REAL")
+        if "high_epoch" not in {r[1] for r in self.db.execute("PRAGMA table_info(cluster)")}:
+            self.db.execute("ALTER TABLE cluster ADD COLUMN high_epoch INTEGER NOT NULL DEFAULT 0")
 
     def close(self) -> None:
         self.db.close()
@@ -195,16 +203,19 @@ class Journal:
         self.db.execute("COMMIT")
 
     def cluster(self, service: str) -> ClusterRow | None:
-        r = self.db.execute("SELECT service, primary_site, epoch, fenced FROM cluster WHERE service = ?",
+        r = self.db.execute("SELECT service, primary_site, epoch, fenced, high_epoch FROM cluster WHERE service = ?",
                             (service,)).fetchone()
-        return None if r is None else ClusterRow(r[0], r[1], int(r[2]), tuple(json.loads(r[3])))
+        return None if r is None else ClusterRow(r[0], r[1], int(r[2]), tuple(json.loads(r[3])),
+                                                 max(int(r[4]), int(r[2])))
 
     def set_cluster(self, row: ClusterRow, db: sqlite3.Connection | None = None) -> None:
         (db or self.db).execute(
-            "INSERT INTO cluster (service, primary_site, epoch, fenced, updated_at) VALUES (?, ?, ?, ?, ?) "
+            "INSERT INTO cluster (service, primary_site, epoch, fenced, updated_at, high_epoch) VALUES (?, ?, ?, ?, ?, ?) "
             "ON CONFLICT (service) DO UPDATE SET primary_site = excluded.primary_site, epoch = excluded.epoch, "
-            "fenced = excluded.fenced, updated_at = excluded.updated_at",
-            (row.service, row.primary, row.epoch, json.dumps(list(row.fenced)), time.time()))
+            "fenced = excluded.fenced, updated_at = excluded.updated_at, "
+            "high_epoch = MAX(cluster.high_epoch, cluster.epoch, excluded.high_epoch)",  # never backwards
+            (row.service, row.primary, row.epoch, json.dumps(list(row.fenced)), time.time(),
+             max(row.high_epoch, row.epoch)))
 
     def _run(self, r: Sequence[Any]) -> RunRow:
         return RunRow(*r)
@@ -249,6 +260,40 @@ class Journal:
                         (service, d.at, d.action.value, d.reason))
 
 
+# ------------------------------------------------------------------ the cluster is the source of truth
+
+
+def reconcile_journal(backend: Backend, journal: Journal, reachable: Callable[[str], bool] | None = None,
+                      on_change: Callable[[Reconciliation], None] | None = None) -> Reconciliation:
+    """Compare the journal with the members' roles and markers; adopt the cluster's state when they disagree.
+
+    The adoption is logged (one line: old -> new, why), written to the journal (``cluster`` row and the
+    ``decisions`` log, action ``adopt``) unless a failover run is in progress (it resumes as journalled).
+    """
+    svc = backend.service
+    members = backend.observe_members()
+    if reachable is not None:
+        members = [replace(m, reachable=reachable(m.site)) for m in members]
+    with journal.tx() as db:  # read, decide and write under one write lock: two controllers adopt once
+        row = journal.cluster(svc)
+        js = None if row is None else JournalState(row.primary, row.epoch, row.fenced, row.high_epoch)
+        rec = reconcile(js, members, run_in_progress=journal.open_run(svc) is not None)
+        if rec.outcome is Outcome.ADOPT:
+            journal.set_cluster(ClusterRow(svc, rec.primary, rec.epoch, rec.fenced, rec.high_epoch), db)
+            old = "nothing" if js is None else (f"{js.primary}@{js.epoch}"
+                                                + (f" fenced {','.join(js.fenced)}" if js.fenced else ""))
+            new = f"{rec.primary}@{rec.epoch}" + (f" fenced {','.join(rec.fenced)}" if rec.fenced else "")
+            line = f"adopted the cluster's state: {old} -> {new} (next epoch {rec.next_epoch}): {rec.reason}"
+            log.warning("%s: %s", svc, line)
+            db.execute("INSERT INTO decisions (service, at, action, reason) VALUES (?, ?, 'adopt', ?)",
+                       (svc, time.time(), line))
+            if on_change is not None:
+                on_change(replace(rec, reason=line))
+        elif row is not None and rec.high_epoch > row.high_epoch:
+            journal.set_cluster(replace(row, high_epoch=rec.high_epoch), db)  # remember the highest epoch seen
+    return rec
+
+
 # ------------------------------------------------------------------ the controller
 
 
@@ -264,7 +309,8 @@ def publish_atomic(path: Path, payload: dict[str, Any]) -> None:
 
 
 #: the exporter's decision states (govcloud.adapters.metrics.DECISIONS) for the core's actions
-EXPORTED_DECISION = {Action.NONE: "hold", Action.WAIT: "hold", Action.FAILOVER: "failover", Action.REFUSE: "refuse"}
+EXPORTED_DECISION = {Action.NONE: "hold", Action.WAIT: "hold", Action.FAILOVER: "failover", Action.REFUSE: "refuse",
+                     Action.HOLD: "hold"}
 
 
 @dataclass
@@ -283,6 +329,8 @@ class Controller:
     last_snapshot: ProbeSnapshot | None = None
     self_fenced: dict[tuple[str, int], str] = field(default_factory=dict)
     in_progress: bool = False
+    last_reconciliation: Reconciliation | None = None
+    servicemap: ServiceMap | None = None  # aligned with the cluster when its state is adopted
     _standbys: dict[tuple[str, int], tuple[Standby, ...]] = field(default_factory=dict)
 
     @property
@@ -292,17 +340,51 @@ class Controller:
     def topology(self) -> Topology:
         return lab_topology(self.backend.sites())
 
+    def reconcile(self, snap: ProbeSnapshot | None = None) -> Reconciliation:
+        """Reconcile the journal with the cluster (``reconcile_journal``); the snapshot says who is reachable."""
+        reach = None
+        if snap is not None:
+            def reach(site: str) -> bool:
+                o = snap.path(P.WITNESS, site)
+                return o is not None and o.ok
+
+        adopted: list[Reconciliation] = []
+
+        def on_change(r: Reconciliation) -> None:
+            self._log(time.time(), "adopt", r.reason)
+            adopted.append(r)
+
+        rec = reconcile_journal(self.backend, self.journal, reach, on_change=on_change)
+        self.last_reconciliation = rec
+        if adopted:
+            self._align_endpoint()
+        return rec
+
+    def _align_endpoint(self) -> None:
+        """After adopting the cluster's state, point this root's service map at the adopted primary too:
+        a later failover's compare-and-swap expects the map to name the primary it replaces."""
+        if self.servicemap is None:
+            return
+        row = self.journal.cluster(self.service)
+        cur = self.servicemap.lookup(self.service)
+        if row is None or cur is None:
+            return
+        t = self.backend.target(row.primary)
+        if (cur.address, cur.port) != (t.host, t.port):
+            self.servicemap.switch(self.service, address=t.host, port=t.port, site=row.primary, expect=cur.address,
+                                   reason=f"adopted the cluster's state: primary {row.primary} at epoch {row.epoch}")
+            log.warning("%s: service map moved to %s:%s (%s) to match the cluster", self.service, t.host, t.port,
+                        row.primary)
+
     def cluster(self) -> ClusterRow:
-        """The journal's idea of the cluster; the first time, discovered from the running members."""
+        """The journal's idea of the cluster, reconciled with the members the first time it is asked."""
+        if self.last_reconciliation is None:
+            self.reconcile()
         row = self.journal.cluster(self.service)
         if row is None:
-            found = self.backend.discover_primary()
-            if found is None:
-                raise RuntimeFailure(f"{self.service}: no writable member found and no journal at {self.journal.path}",
-                                     hint="start the cluster (`devcloud lab pg up`)")
-            row = ClusterRow(self.service, found[0], found[1], ())
-            with self.journal.tx() as db:
-                self.journal.set_cluster(row, db)
+            rec = self.last_reconciliation
+            raise RuntimeFailure(f"{self.service}: no writable member found and no journal at {self.journal.path}"
+                                 + (f": {rec.reason}" if rec else ""), hint="start the cluster (`devcloud lab pg up`)")
         return row
 
     def view(self, snap: ProbeSnapshot | None) -> ServiceView:
@@ -338,7 +420,8 @@ class Controller:
             standbys = tuple(Standby(s, ReplicationMode.SYNC if s == partner else ReplicationMode.ASYNC,
                                      streaming=False, lag_bytes=None, lag_seconds=None)
                              for s in self.backend.members() if s != row.primary and s not in row.fenced)
-        return ServiceView(self.service, row.primary, row.epoch, standbys, fenced=row.fenced)
+        return ServiceView(self.service, row.primary, row.epoch, standbys, fenced=row.fenced,
+                           high_epoch=row.high_epoch)
 
     def snapshot(self) -> ProbeSnapshot:
         return to_core_snapshot(self.backend.probe_round(), self.topology())
@@ -346,7 +429,14 @@ class Controller:
     def cycle(self) -> Decision:
         """Probe, refresh the view, run the primary's lease, decide; log and publish the decision."""
         snap = self.snapshot()
+        rec = self.reconcile(snap)
         view = self.view(snap)
+        if rec.outcome is Outcome.HOLD:  # ambiguous cluster: no lease action, no failover decision
+            d = Decision(action=Action.HOLD, service=self.service, primary=view.primary, epoch=view.epoch,
+                         reason=f"{self.service}: {rec.reason}", at=snap.at)
+            self.history = self.history.add(snap, keep_s=self.policy.grace_s * 3)
+            self.last_snapshot = snap
+            return self._decided(d, view)
         if self.enforce_lease:
             lease = primary_lease(snap, view, self.history, self.policy)
             key = (view.primary, view.epoch)
@@ -357,6 +447,9 @@ class Controller:
         d = decide_one(snap, view, self.history, self.policy)
         self.history = self.history.add(snap, keep_s=self.policy.grace_s * 3)
         self.last_snapshot = snap
+        return self._decided(d, view)
+
+    def _decided(self, d: Decision, view: ServiceView) -> Decision:
         if self.last_decision is None or d.action is not self.last_decision.action or d.action is Action.FAILOVER:
             log.info("decision %s: %s", d.action.value, d.reason)
             self._log(d.at, d.action.value, d.reason)
@@ -557,6 +650,10 @@ def failback(backend: Backend, journal: Journal, servicemap: ServiceMap, *, swit
     t0 = time.monotonic()
     svc = backend.service
     with journal.locked():
+        rec = reconcile_journal(backend, journal)
+        if rec.outcome is Outcome.HOLD:
+            raise FailoverRefused(f"{svc}: failback refused: {rec.reason}",
+                                  hint="make exactly one member writable first (`devcloud lab pg status`)")
         row = journal.cluster(svc)
         if row is None:
             raise RuntimeFailure(f"{svc}: no failover journal at {journal.path}", hint="run `govcloud failover status`")
@@ -581,7 +678,8 @@ def failback(backend: Backend, journal: Journal, servicemap: ServiceMap, *, swit
 
 def _switchover(backend: Backend, journal: Journal, servicemap: ServiceMap, row: ClusterRow, target: str) -> str:
     """A planned switch to ``target`` with no loss: stop the primary cleanly, let ``target`` replay it all, promote."""
-    svc, old, epoch = row.service, row.primary, row.epoch + 1
+    svc, old = row.service, row.primary
+    epoch = reconcile_journal(backend, journal).next_epoch  # above every epoch any member or journal has seen
     with journal.tx() as db:
         db.execute("INSERT INTO runs (service, kind, old_primary, new_primary, new_epoch, reason, started_at, status) "
                    "VALUES (?, 'switchover', ?, ?, ?, ?, ?, 'running')",
@@ -662,7 +760,11 @@ def status_payload(ctl: Controller, servicemap: ServiceMap) -> dict[str, Any]:
                         "mode": sb.mode.value if sb else None})
     ep = servicemap.lookup(ctl.service)
     d = ctl.last_decision
+    rec = ctl.last_reconciliation
+    source = {"outcome": rec.outcome.value if rec else "unknown", "reason": rec.reason if rec else "",
+              "adopted": [x["reason"] for x in ctl.decision_log if x["action"] == "adopt"]}
     return {"service": ctl.service, "primary": view.primary, "epoch": view.epoch, "fenced": list(view.fenced),
+            "next_epoch": view.next_epoch, "source": source,
             "members": members, "healthy": health.get("healthy"),
             "endpoint": None if ep is None else {"address": ep.address, "port": ep.port, "site": ep.site,
                                                  "version": ep.version},

@@ -78,7 +78,7 @@ def run_drill(root: Path, scenario_text: str, opts: DrillOptions | None = None, 
     journal = Journal(root / ".govcloud" / "failover.db")
     smap = ServiceMap(root / ".govcloud" / "service-map.json")
     ctl = Controller(backend, journal, opts.policy, publish_path=root / ".govcloud" / "failover.json",
-                     enforce_lease=True)
+                     enforce_lease=True, servicemap=smap)
     try:
         return _drill(backend, journal, smap, ctl, sc, opts, report_dir or root / ".govcloud" / "drills")
     finally:

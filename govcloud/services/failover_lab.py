@@ -9,12 +9,16 @@ the sites' probes on ``10.240.0.2:<witness_port>`` (a lab address, never a wildc
 
 from __future__ import annotations
 
+import logging
 import socket
 import threading
 from typing import Any
 
 from govcloud.adapters.postgres import PgTarget, targets_from, tcp_open
+from govcloud.failover.reconcile import MemberObservation
 from govcloud.services import probes as P
+
+log = logging.getLogger(__name__)
 
 WITNESS_ADDRESS = "10.240.0.2"  # the controller's end of the lab's root link (docs/lab-addressing.md)
 WITNESS_PORT = 9478
@@ -115,6 +119,21 @@ class LabBackend:
     def discover_primary(self) -> tuple[str, int] | None:
         p = self.pg.primary_site()
         return None if p is None else (p, self.pg.epoch(p) or 1)
+
+    def observe_members(self) -> list[MemberObservation]:
+        """Every member's role and epoch markers (one console call each; read every controller cycle)."""
+        out = []
+        for m in self._labpg.MEMBERS:
+            try:
+                d = self.pg.markers(m.site)
+            except Exception as exc:  # noqa: BLE001 - a missing lab host or console failure: not observed
+                log.debug("%s: markers unreadable: %s", m.site, exc)
+                out.append(MemberObservation(m.site, observed=False))
+                continue
+            out.append(MemberObservation(m.site, observed=bool(d["observed"]), running=bool(d["running"]),
+                                         writable=bool(d["writable"]), epoch=d["epoch"],
+                                         fenced_epoch=d["fenced_epoch"]))
+        return out
 
     def fence(self, site: str, epoch: int, reason: str) -> str:
         was = self.pg.fence(site, epoch, reason)

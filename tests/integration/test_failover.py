@@ -159,3 +159,39 @@ def test_failback_returns_three_healthy_members(pg_lab: tuple[Any, Path]) -> Non
     assert health["healthy"] and health["primary"] == "gz-a" and sorted(health["streaming"]) == ["gz-b", "st-a"]
     sync = {x["name"]: x["sync_state"] for x in health["replication"]}
     assert sync == {"gz_b": "sync", "st_a": "async"}
+
+
+def test_two_project_roots_agree_with_the_cluster_not_with_their_own_journals(
+        pg_lab: tuple[Any, Path], tmp_path: Path) -> None:
+    """The cluster is the source of truth: B's journal goes stale when A fails over, and B adopts A's epoch."""
+    import json
+
+    from govcloud.cli.main import cli
+
+    _lab, root_a = pg_lab
+    root_b = tmp_path / "root-b"
+    root_b.mkdir()
+    (root_b / "govcloud.yaml").write_text("version: 1\n")
+
+    def status(root: Path) -> dict[str, Any]:
+        res = CliRunner().invoke(cli, ["--root", str(root), "--output", "json", "failover", "status", "--sample", "0"])
+        assert res.exit_code == 0, res.output
+        return dict(json.loads(res.stdout))
+
+    _home(root_a)
+    before = status(root_b)  # B's journal now says gz-a at the current epoch
+    assert before["primary"] == "gz-a"
+    r = _drill(root_a, "site-loss:gz-a")
+    assert r["failover"] and r["primary_after"] == "gz-b" and r["epoch_after"] > before["epoch"], r["report_path"]
+
+    after = status(root_b)  # not B's stale gz-a: the cluster's gz-b at A's new epoch, adopted and said so
+    assert (after["primary"], after["epoch"]) == ("gz-b", r["epoch_after"]), after
+    assert after["fenced"] == ["gz-a"] and after["next_epoch"] == r["epoch_after"] + 1
+    assert any(f"gz-a@{before['epoch']} -> gz-b@{r['epoch_after']}" in line for line in after["source"]["adopted"])
+
+    res = CliRunner().invoke(cli, ["--root", str(root_b), "--output", "json", "failover", "failback", "--switch-back"])
+    assert res.exit_code == 0, res.output
+    back = json.loads(res.stdout)
+    assert back["primary"] == "gz-a" and back["epoch"] == r["epoch_after"] + 1, back  # above A's epoch
+    a_view = status(root_a)  # and A, in turn, adopts what B did
+    assert (a_view["primary"], a_view["epoch"], a_view["fenced"]) == ("gz-a", back["epoch"], [])
