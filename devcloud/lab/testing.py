@@ -23,8 +23,8 @@ from typing import Any
 
 from devcloud.lab.api import Lab
 from devcloud.paths import DevcloudPaths
-from devcloud.testing import require
 from devcloud.procs import wait_for
+from devcloud.testing import require
 
 
 def lab_prerequisites() -> list[str]:
@@ -103,3 +103,12 @@ def ssh_keygen(path: Path, comment: str = "test") -> str:
     path.parent.mkdir(parents=True, exist_ok=True)
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", comment, "-f", str(path)], check=True)
     return path.with_suffix(".pub").read_text().strip()
+
+
+def require_watcher(lab: Lab) -> None:
+    """Tests that boot Nova servers rely on the lab's reconcile watcher (started by `lab up`) to turn
+    them into SSH hosts, as a real cloud would make them reachable."""
+    from devcloud.testing import require
+
+    require(bool((lab.status().get("watcher") or {}).get("pid")),
+            "the lab's reconcile watcher is not running (`devcloud lab up` starts it)")

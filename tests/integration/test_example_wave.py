@@ -80,8 +80,7 @@ def _sha_tree(lab: Any, host: str, path: str) -> dict[str, str]:
 def example(devcloud_cloud: CloudSession, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Example]:
     from devcloud.lab.legacy import create_legacy, legacy_hosts, read_departments
     from devcloud.lab.reconcile import reconcile
-    from devcloud.lab.testing import lab_session
-    from devcloud.testing import require
+    from devcloud.lab.testing import lab_session, require_watcher
 
     root = tmp_path_factory.mktemp("example")
     shutil.copytree(REPO / "inventories", root / "inventories")
@@ -91,8 +90,7 @@ def example(devcloud_cloud: CloudSession, tmp_path_factory: pytest.TempPathFacto
     env = {**os.environ, "OS_CLIENT_CONFIG_FILE": str(devcloud_cloud.clouds_yaml), "PYTHONPATH": str(REPO)}
     env.pop("GOVCLOUD_JOURNAL", None)
     with lab_session(devcloud_cloud.paths, hosts_per_site=1) as lab:
-        require(bool((lab.status().get("watcher") or {}).get("pid")),
-                "the lab's reconcile watcher is not running (devcloud lab up starts it)")
+        require_watcher(lab)
         ex = Example(root, lab, devcloud_cloud, env, {})
         r = ex.govcloud("plan")
         assert r.returncode == 0, r.stdout + r.stderr

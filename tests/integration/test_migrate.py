@@ -4,8 +4,7 @@ A small inventory (tests/data/mig: department ``tmig``, systems tmig-db active-a
 active-standby, tmig-web single, and tmig-bad for the preflight) gets its landing zone through
 `govcloud provision apply`; its legacy hosts (10.240.31.x) come from ``devcloud.lab.legacy.create_legacy``
 with the sample app and generated data. Every command runs as a real ``govcloud`` subprocess. Booted
-servers become lab hosts through the lab's reconcile watcher (or, when no watcher runs, a reconcile
-loop in this module: the same code). Everything made here is removed at the end (servers by the
+servers become lab hosts through the lab's reconcile watcher (`devcloud lab up` starts it). Everything made here is removed at the end (servers by the
 migration's ownership tag, lab hosts by name, the landing zone by prefix).
 
 The only fault injected is the crash itself: ``GOVCLOUD_FAULT_KILL_AT`` makes the migrate process
@@ -20,7 +19,6 @@ import shutil
 import sqlite3
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -111,7 +109,7 @@ def _delete_servers(session: CloudSession, systems: tuple[str, ...]) -> None:
 @pytest.fixture(scope="module")
 def env(devcloud_cloud: CloudSession, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
     from devcloud.lab.reconcile import reconcile
-    from devcloud.lab.testing import lab_session
+    from devcloud.lab.testing import lab_session, require_watcher
 
     root = tmp_path_factory.mktemp("mig")
     shutil.copytree(DATA / "inventories", root / "inventories")
@@ -119,19 +117,7 @@ def env(devcloud_cloud: CloudSession, tmp_path_factory: pytest.TempPathFactory) 
     vars_ = {**os.environ, "OS_CLIENT_CONFIG_FILE": str(devcloud_cloud.clouds_yaml),
              "GOVCLOUD_STATE_DIR": str(root / "state"), "PYTHONPATH": str(REPO)}
     with lab_session(devcloud_cloud.paths, hosts_per_site=1) as lab:
-        watcher = bool((lab.status().get("watcher") or {}).get("pid"))
-        stop = threading.Event()
-
-        def loop() -> None:  # only without the lab's own watcher: the same reconcile, every second
-            while not stop.wait(1.0):
-                try:
-                    reconcile(lab, clouds_yaml=devcloud_cloud.clouds_yaml)
-                except Exception:  # noqa: BLE001, S110 - a failed pass is retried by the next one
-                    pass
-
-        thread = threading.Thread(target=loop, daemon=True)
-        if not watcher:
-            thread.start()
+        require_watcher(lab)
         e = Env(root, lab, devcloud_cloud, vars_)
         systems = tuple(LEGACY_HOSTS)
         _delete_servers(devcloud_cloud, systems)  # leftovers of an interrupted earlier session
@@ -144,7 +130,6 @@ def env(devcloud_cloud: CloudSession, tmp_path_factory: pytest.TempPathFactory) 
             for hosts in LEGACY_HOSTS.values():
                 for h in hosts:
                     lab.remove_host(h)
-            stop.set()
             reconcile(lab, clouds_yaml=devcloud_cloud.clouds_yaml)
             purge_prefixed(devcloud_cloud.connect, "tmig")
 
@@ -197,7 +182,8 @@ def state_of(e: Env, journal: str = "journal.sqlite") -> dict[str, str]:
 
 def service_map(e: Env, journal: str) -> dict[str, Any]:
     doc: dict[str, Any] = json.loads((e.root / ".govcloud" / (journal + ".service-map.json")).read_text())
-    return doc["services"]
+    services: dict[str, Any] = doc["services"]
+    return services
 
 
 def assert_migrated(e: Env, journal: str, systems: tuple[str, ...]) -> None:

@@ -28,7 +28,6 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 import urllib.parse
 from collections.abc import Iterator
@@ -40,7 +39,7 @@ import pytest
 import yaml
 
 from devcloud.lab.api import Lab
-from devcloud.lab.testing import http_get, lab_session
+from devcloud.lab.testing import http_get, lab_session, require_watcher
 from devcloud.procs import wait_for
 from devcloud.testing import CloudSession, purge_prefixed, require
 
@@ -241,19 +240,7 @@ def migration(devcloud_cloud: CloudSession, lab: Lab, project: Project) -> Itera
     from devcloud.lab.reconcile import reconcile
 
     project.env["OS_CLIENT_CONFIG_FILE"] = str(devcloud_cloud.clouds_yaml)
-    watcher = bool((lab.status().get("watcher") or {}).get("pid"))
-    stop = threading.Event()
-
-    def loop() -> None:  # only without the lab's own watcher: the same reconcile (booted servers -> lab hosts)
-        while not stop.wait(1.0):
-            try:
-                reconcile(lab, clouds_yaml=devcloud_cloud.clouds_yaml)
-            except Exception:  # noqa: BLE001, S110 - a failed pass is retried by the next one
-                pass
-
-    thread = threading.Thread(target=loop, daemon=True)
-    if not watcher:
-        thread.start()
+    require_watcher(lab)
     _delete_servers(devcloud_cloud)  # leftovers of an interrupted earlier run
     try:
         r = project.govcloud("provision", "apply", "--department", DEPARTMENT, "--yes")
@@ -261,7 +248,6 @@ def migration(devcloud_cloud: CloudSession, lab: Lab, project: Project) -> Itera
         create_legacy(lab, project.root / "inventories", [SYSTEM], files=FILES, size=SIZE)
         yield project
     finally:
-        stop.set()
         _delete_servers(devcloud_cloud)
         lab.remove_host(LEGACY_HOST)
         reconcile(lab, clouds_yaml=devcloud_cloud.clouds_yaml)
