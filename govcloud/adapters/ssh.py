@@ -142,6 +142,7 @@ class SSHSession:
         self.client = client
         self.endpoint = endpoint
         self._channels = threading.BoundedSemaphore(self.MAX_CHANNELS)
+        self._reconnecting = threading.Lock()
 
     def __enter__(self) -> SSHSession:
         return self
@@ -155,19 +156,50 @@ class SSHSession:
     def run(self, command: str, *, check: bool = True, timeout: float = 600.0, input: str | None = None,
             secret: bool = False) -> CommandResult:
         """Run ``command`` (a shell line); ``check`` raises SSHError on a non-zero status. ``secret``
-        keeps the command out of logs and errors (it carries key material)."""
-        transport = self.client.get_transport()
-        if transport is None or not transport.is_active():
-            raise SSHError(f"ssh session to {self.endpoint.label} is closed", host=self.endpoint.address)
+        keeps the command out of logs and errors (it carries key material).
+
+        A connection that is lost (closed before the command, a channel that cannot be opened, or a
+        command ended without an exit status because the transport died) is reconnected once and the
+        command run again: every command govcloud sends is idempotent (and a reconnect checks the host
+        key again)."""
         shown = "<command with key material>" if secret else command
         log.debug("ssh %s: %s", self.endpoint.label, shown)
+        used = self.client
+        try:
+            status, out, err = self._run_once(command, shown, timeout, input)
+        except _ConnectionLost as lost:
+            log.warning("ssh %s: connection lost (%s); reconnecting once", self.endpoint.label, lost)
+            self._reconnect(used)
+            try:
+                status, out, err = self._run_once(command, shown, timeout, input)
+            except _ConnectionLost as again:
+                raise SSHError(f"on {self.endpoint.label}: the ssh connection was lost twice running `{shown}`: {again}",
+                               hint="the host or its sshd is overloaded or restarting; the step is retried on resume",
+                               host=self.endpoint.address, command=shown) from again
+        result = CommandResult(shown, status, out.decode("utf-8", "replace"), err.decode("utf-8", "replace"))
+        if check and status != 0:
+            raise SSHError(f"on {self.endpoint.label}: `{shown}` exited {status}: {_tail(result.stderr)}",
+                           host=self.endpoint.address, command=shown, status=status, stderr=_tail(result.stderr))
+        return result
+
+    def _reconnect(self, failed: paramiko.SSHClient) -> None:
+        """Replace the client that failed (once: threads sharing this session reconnect only once)."""
+        with self._reconnecting:
+            if self.client is not failed:
+                return  # another thread already reconnected
+            fresh = connect(self.endpoint)
+            self.client = fresh.client
+        failed.close()
+
+    def _run_once(self, command: str, shown: str, timeout: float, input: str | None) -> tuple[int, bytes, bytes]:
+        transport = self.client.get_transport()
+        if transport is None or not transport.is_active():
+            raise _ConnectionLost("the session is closed")
         with self._channels:
             try:
                 chan = transport.open_session()
             except (paramiko.SSHException, OSError, EOFError) as exc:
-                raise SSHError(f"on {self.endpoint.label}: cannot open an ssh channel for `{shown}`: {exc or type(exc).__name__}",
-                               hint="the host's sshd dropped the connection or refused the channel (MaxSessions); "
-                                    "the step is retried on resume", host=self.endpoint.address, command=shown) from exc
+                raise _ConnectionLost(f"cannot open a channel: {exc or type(exc).__name__}") from exc
             try:
                 chan.exec_command(command)
                 if input is not None:
@@ -176,15 +208,19 @@ class SSHSession:
                 out, err = _drain(chan, timeout, self.endpoint.label, shown)
                 status = chan.recv_exit_status()
             except (paramiko.SSHException, OSError, EOFError) as exc:
+                if not transport.is_active():
+                    raise _ConnectionLost(f"the channel failed: {exc or type(exc).__name__}") from exc
                 raise SSHError(f"on {self.endpoint.label}: the ssh channel of `{shown}` failed: {exc or type(exc).__name__}",
                                host=self.endpoint.address, command=shown) from exc
             finally:
                 chan.close()
-        result = CommandResult(shown, status, out.decode("utf-8", "replace"), err.decode("utf-8", "replace"))
-        if check and status != 0:
-            raise SSHError(f"on {self.endpoint.label}: `{shown}` exited {status}: {_tail(result.stderr)}",
-                           host=self.endpoint.address, command=shown, status=status, stderr=_tail(result.stderr))
-        return result
+        if status == -1 and not transport.is_active():  # no exit status: the connection died under the command
+            raise _ConnectionLost("the command ended without an exit status")
+        return status, out, err
+
+
+class _ConnectionLost(Exception):
+    """Internal: the transport went away; ``SSHSession.run`` reconnects once."""
 
 
 def _drain(chan: paramiko.Channel, timeout: float, label: str, shown: str) -> tuple[bytes, bytes]:

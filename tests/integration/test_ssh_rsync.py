@@ -78,6 +78,24 @@ def test_paramiko_connects_with_strict_host_keys_and_measures_on_the_host(hosts:
         assert r.status == 7
 
 
+def test_a_dropped_connection_is_reconnected_once_with_the_host_key_checked_again(hosts: Hosts) -> None:
+    """The sshd process serving our connection is killed from outside (what an overloaded or restarted
+    sshd does to a long migration): the next command reconnects once and runs."""
+    import os
+    import signal
+
+    from devcloud.procs import wait_for
+
+    with hosts.session(SRC_A) as s:
+        first = s.client
+        server_side = int(s.run("echo $PPID").stdout.strip())  # the shell's parent: sshd's session process
+        os.kill(server_side, signal.SIGKILL)  # same process table: the lab's hosts are namespaces
+        transport = first.get_transport()
+        wait_for(lambda: transport is None or not transport.is_active(), timeout=10, what="paramiko noticing the drop")
+        assert s.run("hostname").stdout.strip() == SRC_A
+        assert s.client is not first
+
+
 def _fp(known_hosts: Path, ip: str) -> str:
     import paramiko
 
