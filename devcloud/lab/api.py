@@ -149,6 +149,10 @@ class Lab:
             if pid is not None:
                 return pid
             reg.forget(WATCH_NAME)  # dead (or a zombie child of this very process): drop its PID file
+            holder = _watch_lock_holder(self.files.root)
+            if holder is not None:  # a watcher whose PID file was lost still holds the singleton lock: adopt it
+                reg.adopt(WATCH_NAME, holder)
+                return holder
             pkg_parent = str(Path(__file__).resolve().parents[2])
             env = {k: v for k, v in os.environ.items() if not k.startswith("OS_")}
             env["DEVCLOUD_HOME"] = str(self.paths.home)
@@ -496,3 +500,25 @@ def tcp_reachable(ip: str, port: int = 22, timeout: float = 2.0, *, from_pid: in
 
 
 __all__ = ["Lab", "DownReport", "tcp_reachable"]
+
+
+def _watch_lock_holder(lab_dir: Path) -> int | None:
+    """PID of the live watcher holding ``.reconcile-watch.lock`` (None when nobody holds it)."""
+    import fcntl
+
+    from devcloud.lab.reconcile import watch_singleton_path
+    from devcloud.procs import process_starttime
+
+    path = watch_singleton_path(Path(lab_dir))
+    if not path.exists():
+        return None
+    with open(path, "a+") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.seek(0)
+            text = fh.read().strip()
+            pid = int(text) if text.isdigit() else None
+            return pid if pid is not None and process_starttime(pid) is not None else None
+        fcntl.flock(fh, fcntl.LOCK_UN)
+        return None

@@ -187,3 +187,14 @@ def test_a_second_watcher_refuses_to_start(lab: Lab) -> None:
                        capture_output=True, text=True, timeout=60, check=False)
     assert r.returncode == 1 and "another reconcile watcher holds" in r.stderr, r.stderr
     assert lab.files.registry().alive(WATCH_NAME)
+
+
+def test_a_lost_pid_file_is_healed_by_adopting_the_running_watcher(lab: Lab) -> None:
+    """The PID file goes (a crash, a wiped run dir): `lab up` must not start a loser that overwrites it,
+    it adopts the watcher that holds the singleton lock."""
+    pid = lab.watcher_pid()
+    assert pid is not None
+    (lab.files.registry().run_dir / f"{WATCH_NAME}.pid").unlink()
+    assert lab.watcher_pid() is None
+    assert lab.ensure_watcher() == pid
+    assert lab.watcher_pid() == pid and process_starttime(pid) is not None
