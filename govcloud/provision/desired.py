@@ -189,7 +189,9 @@ def network_quota(instances: int, headroom: float) -> dict[str, int]:
         "network": _grow(len(ZONES), headroom) + 1,
         "subnet": _grow(len(ZONES), headroom) + 1,
         "router": 2,
-        "security_group": _grow(4, headroom),
+        # + 4: the groups are created concurrently and Neutron makes ``default`` on a project's first
+        # request; their quota reservations overlap (a 409 "Quota exceeded" seen on a fresh devcloud)
+        "security_group": _grow(4, headroom) + 4,
         "security_group_rule": 100,
         "port": _grow(instances + len(ZONES), headroom) + 10,
     }
