@@ -257,7 +257,7 @@ class Phases:
 
 
 def engine_options(b: Bench, wave: int, **kw: Any) -> Any:
-    from govcloud.services.migrate import MigrateOptions
+    from govcloud.services.migration import MigrateOptions
 
     return MigrateOptions(plan_file=b.root / "plan.yaml", wave=wave, known_hosts=b.lab.known_hosts,
                           ssh_key=b.lab.controller_key, clouds_yaml=b.paths.clouds_yaml, outside_window=True,
@@ -296,7 +296,7 @@ def targets_of(b: Bench, system: str) -> list[dict[str, Any]]:
 
 def run_engine(b: Bench, opts: Any) -> tuple[Any, Phases]:
     from govcloud.errors import GovcloudError
-    from govcloud.services.migrate import run
+    from govcloud.services.migration import run
 
     rep = Phases()
     try:
@@ -310,7 +310,7 @@ def run_engine(b: Bench, opts: Any) -> tuple[Any, Phases]:
 
 
 def cutover_engine(b: Bench, system: str) -> tuple[Any, float]:
-    from govcloud.services.migrate import cutover_one, system_options
+    from govcloud.services.migration import cutover_one, system_options
 
     opts = system_options(b.root, None, system, "cutover", outside_window=True, clouds_yaml=b.paths.clouds_yaml,
                           control_path_dir=b.lab.files.control_dir)

@@ -1,6 +1,6 @@
 """`govcloud migrate`: run a wave, watch it, resume it, cut over, roll back, read a system's log.
 
-Thin commands over ``govcloud.services.migrate``; exit codes: 0 every system done (or waiting for its
+Thin commands over ``govcloud.services.migration``; exit codes: 0 every system done (or waiting for its
 manual cutover), 1 a system failed or was rolled back (each named), 2 invalid input, 4 cutover
 refused outside the window (or decommission not confirmed), 130 interrupted.
 """
@@ -230,7 +230,8 @@ def run_cmd(app: AppContext, plan: str, wave: int, systems: tuple[str, ...], con
             target_key: Path | None, journal: Path | None, service_map: Path | None, clouds_yaml: Path | None,
             outside_window: bool, control_path_dir: Path | None) -> int:
     """Migrate wave N of PLAN (a plan file or a name under migration_plans/)."""
-    from govcloud.services.migrate import MigrateOptions, Migrator, run
+    from govcloud.services.migration import MigrateOptions, run
+    from govcloud.services.migration import dry_run as step_plans
 
     ids = tuple(x for s in systems for x in s.split(",") if x)
     if known_hosts is None and not dry_run:
@@ -242,7 +243,7 @@ def run_cmd(app: AppContext, plan: str, wave: int, systems: tuple[str, ...], con
                              journal=journal, service_map=service_map, clouds_yaml=clouds_yaml, image=image,
                              timezone=timezone, control_path_dir=control_path_dir)
     if dry_run:
-        summary = Migrator(app.root, options).dry_run()
+        summary = step_plans(app.root, options)
         if app.json:
             app.emit_json([{"system": p.system, "state": p.state.value, "steps": [s.value for s in p.steps],
                             "note": p.note, "servers": [{"name": t.name, "site": t.site, "vcpus": t.vcpus,
@@ -267,7 +268,7 @@ def resume_cmd(app: AppContext, plan: str | None, known_hosts: Path | None, ssh_
                journal: Path | None, service_map: Path | None, clouds_yaml: Path | None, outside_window: bool,
                control_path_dir: Path | None) -> int:
     """Continue the newest unfinished run (after a crash, kill or failure) from where its journal says."""
-    from govcloud.services.migrate import resume_options, run
+    from govcloud.services.migration import resume_options, run
 
     options = resume_options(app.root, journal, plan, known_hosts=known_hosts, ssh_key=ssh_key, target_key=target_key,
                              service_map=service_map, clouds_yaml=clouds_yaml, outside_window=outside_window or None,
@@ -284,7 +285,7 @@ def cutover_cmd(app: AppContext, system: str, known_hosts: Path | None, ssh_key:
                 journal: Path | None, service_map: Path | None, clouds_yaml: Path | None, outside_window: bool,
                 control_path_dir: Path | None) -> int:
     """Cut SYSTEM over (it waits at synced after a --manual-cutover run): stop, final delta, switch, verify."""
-    from govcloud.services.migrate import cutover_one, system_options
+    from govcloud.services.migration import cutover_one, system_options
 
     options = system_options(app.root, journal, system, "cutover", known_hosts=known_hosts, ssh_key=ssh_key,
                              target_key=target_key, service_map=service_map, clouds_yaml=clouds_yaml,
@@ -301,7 +302,7 @@ def rollback_cmd(app: AppContext, system: str, known_hosts: Path | None, ssh_key
                  journal: Path | None, service_map: Path | None, clouds_yaml: Path | None, outside_window: bool,
                  control_path_dir: Path | None) -> int:
     """Put SYSTEM back on its legacy hosts: legacy app started, endpoint back, target kept for inspection."""
-    from govcloud.services.migrate import rollback_one, system_options
+    from govcloud.services.migration import rollback_one, system_options
 
     options = system_options(app.root, journal, system, "rollback", known_hosts=known_hosts, ssh_key=ssh_key,
                              target_key=target_key, service_map=service_map, clouds_yaml=clouds_yaml)
@@ -319,7 +320,7 @@ def rollback_cmd(app: AppContext, system: str, known_hosts: Path | None, ssh_key
 def decommission_cmd(app: AppContext, system: str, yes: bool, known_hosts: Path | None, ssh_key: Path | None,
                      target_key: Path | None, journal: Path | None) -> int:
     """Delete the legacy copy of a migrated (done) SYSTEM: its data paths and app directory on the legacy hosts."""
-    from govcloud.services.migrate import decommission, system_options
+    from govcloud.services.migration import decommission, system_options
 
     if not yes and (not sys.stdin.isatty()
                     or not click.confirm(f"Delete {system}'s data and application on its legacy hosts?", default=False)):
@@ -341,7 +342,7 @@ def decommission_cmd(app: AppContext, system: str, yes: bool, known_hosts: Path 
 @pass_app
 def status_cmd(app: AppContext, plan: str | None, journal: Path | None) -> int:
     """Each system's state, bytes sent and measured downtime (table, or --output json)."""
-    from govcloud.services.migrate import status_rows
+    from govcloud.services.migration import status_rows
 
     rows = status_rows(app.root, journal, plan)
     if app.json:
@@ -366,7 +367,7 @@ def status_cmd(app: AppContext, plan: str | None, journal: Path | None) -> int:
 @pass_app
 def log_cmd(app: AppContext, system: str, journal: Path | None) -> int:
     """SYSTEM's journal: every intent and outcome, and the facts each step measured."""
-    from govcloud.services.migrate import system_log
+    from govcloud.services.migration import system_log
 
     doc = system_log(app.root, journal, system)
     if app.json:

@@ -1,0 +1,126 @@
+"""The migration engine's outside world, as typed ports (``typing.Protocol``) and the data they carry.
+
+The engine (``govcloud.services.migration``) is written against these ports only; the adapters beside
+this module implement them against the real things (OpenStack through openstacksdk, hosts through
+paramiko and rsync, health over HTTP, the service map, Ansible), and unit tests replace them with
+in-memory fakes. What crosses a port is frozen data, never an SDK object: a fake cannot forget a
+field the engine reads, and the engine cannot reach into a library through a value it was handed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from govcloud.adapters.servicemap import Endpoint as ServiceEndpoint
+from govcloud.adapters.ssh import (
+    CommandResult,
+    Endpoint,
+    Manifest,
+    MigrationKey,
+    RsyncSpec,
+    RsyncStats,
+)
+from govcloud.migrate.zones import (
+    BootRequest,
+    FlavorRef,
+    LandingZone,
+    QuotaSet,
+    ServerInfo,
+    SiteCapacity,
+)
+
+__all__ = [
+    "BootRequest", "CloudPort", "CommandResult", "ConfigurePort", "Endpoint", "EndpointPort", "FlavorRef",
+    "HealthPort", "HostPort", "LandingZone", "Manifest", "MigrationKey", "QuotaSet", "RsyncSpec", "RsyncStats",
+    "ServerInfo", "ServiceEndpoint", "SiteCapacity", "TargetHost",
+]
+
+
+# ------------------------------------------------------------------ the cloud
+
+
+class CloudPort(Protocol):
+    """Servers and landing zones. Raises ``OpenStackError`` (with its evidence) when the cloud fails."""
+
+    def find_project_id(self, name: str) -> str | None: ...
+
+    def landing_zone(self, region: str, project_id: str, department: str) -> LandingZone: ...
+
+    def site_capacity(self, region: str) -> dict[str, SiteCapacity]: ...
+
+    def find_servers(self, region: str, tag: str) -> list[ServerInfo]: ...
+
+    def boot_server(self, region: str, project_id: str, request: BootRequest) -> ServerInfo: ...
+
+    def delete_server(self, region: str, server_id: str) -> None: ...
+
+    def close(self) -> None: ...
+
+
+# ------------------------------------------------------------------ hosts
+
+
+class HostPort(Protocol):
+    """Legacy hosts and targets over SSH (strict host keys). Raises ``SSHError`` / ``HostKeyError``."""
+
+    def connect(self, host: Endpoint) -> None:
+        """Reach the host (or reuse the open session): the host key is checked on every new connection."""
+
+    def measure(self, host: Endpoint, path: str) -> int:
+        """Bytes under a data path; SSHError when it does not exist."""
+
+    def manifest(self, host: Endpoint, path: str) -> Manifest:
+        """The tree digest of a data path, computed on the host (incrementally, with its hash cache)."""
+
+    def push(self, source: Endpoint, spec: RsyncSpec) -> RsyncStats:
+        """rsync run on ``source`` to the spec's destination (transport failures retried)."""
+
+    def transfer_key(self, source: Endpoint, target: Endpoint, *, mig_id: str) -> AbstractContextManager[MigrationKey]:
+        """A per-migration key from ``source`` to ``target``, authorised only inside the block."""
+
+    def revoke_key(self, source: Endpoint, target: Endpoint, *, mig_id: str) -> None:
+        """Remove a per-migration key a killed run left behind (on both ends)."""
+
+    def app(self, host: Endpoint, control: str, action: str) -> CommandResult:
+        """``<control> <action>`` (start, stop, status) of the host's application."""
+
+    def remove_paths(self, host: Endpoint, paths: Sequence[str], *, stop: str = "") -> None:
+        """Stop the application with ``stop`` (when given), then delete ``paths`` on the host."""
+
+    def close(self) -> None: ...
+
+
+class HealthPort(Protocol):
+    def healthy(self, address: str, port: int) -> bool:
+        """The application on ``address:port`` answers its health check as healthy."""
+
+
+class EndpointPort(Protocol):
+    """Where a service's clients find it; every switch is a compare-and-swap on the current address."""
+
+    def lookup(self, service: str) -> ServiceEndpoint | None: ...
+
+    def switch(self, service: str, *, address: str, port: int, site: str = "", expect: str | None = None,
+               reason: str = "") -> ServiceEndpoint: ...
+
+
+@dataclass(frozen=True)
+class TargetHost:
+    """A booted target to configure for its migration (the migrate_target role)."""
+
+    name: str
+    address: str
+    region: str
+    site: str
+    department: str
+    system: str
+    data: tuple[str, ...] = field(default=())
+
+
+class ConfigurePort(Protocol):
+    def configure(self, targets: Sequence[TargetHost]) -> dict[str, str]:
+        """Configure the targets in one run; returns ``host name -> why it failed`` (empty: all ok).
+        Raises ``AnsibleError`` when the run could not be made at all."""

@@ -1,0 +1,111 @@
+"""Step ``cutover`` (inside the wave's window): stop the legacy app, make each kind of data on the
+targets equal to the stopped source, start the target apps, switch the endpoint to the primary target.
+
+Journal: the intent names the per-migration keys and the window's end; the fact ``source_stopped_at``
+as soon as the legacy app is stopped (a resumed cutover keeps the first stop time, so the measured
+downtime is honest); outcome ``cutover``. A failure after the stop puts the system back on its legacy
+hosts at once (``apps.restore_legacy``) and leaves it ``failed`` with last good ``synced``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Sequence
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+from govcloud.errors import GovcloudError, OutsideWindowError, RefusedError
+from govcloud.migrate.records import Target, transfer_keys_for
+from govcloud.migrate.state import Action
+from govcloud.migrate.targets import window_state
+from govcloud.services.migration import apps
+from govcloud.services.migration.context import Outcome, RunContext
+from govcloud.services.migration.kinds import kinds_of
+from govcloud.services.migration.options import FACT_WINDOW_END
+from govcloud.services.migration.work import Work
+
+
+def check_window(ctx: RunContext, w: Work) -> str:
+    """The ISO end of the window occurrence the cutover runs in; refuses outside it unless told."""
+    tz = ZoneInfo(ctx.options.timezone)
+    ws = window_state(ctx.wave.window, datetime.now(tz))
+    if ws.inside:
+        return ws.closes.isoformat()
+    if not ctx.options.outside_window:
+        ctx.audit("migrate.cutover", w.id, "refused", {"reason": "outside window", "window": str(ctx.wave.window),
+                                                       "next_opens": ws.opens.isoformat()})
+        raise OutsideWindowError(
+            f"{w.id}: cutover refused: now is outside wave {ctx.wave.number}'s window {ctx.wave.window} "
+            f"({ctx.options.timezone}); it next opens {ws.opens.isoformat()}",
+            hint="run it inside the window, or pass --outside-window (audited) if the change board allows")
+    ctx.audit("migrate.cutover", w.id, "outside_window", {"window": str(ctx.wave.window)})
+    return datetime.now(tz).isoformat()
+
+
+def run(ctx: RunContext, w: Work) -> None:
+    window_end = check_window(ctx, w)
+    targets = ctx.targets(w)
+    keys = [k.to_fact() for k in transfer_keys_for(targets)]
+    home = w.endpoint_host
+    primary = next(t for t in targets if t.primary and t.legacy_host == home.name)
+    switched = False
+    try:
+        with ctx.step(w, Action.CUTOVER, {"transfer_keys": keys, "window_end": window_end}) as out:
+            ctx.record(w.id, "cutover", FACT_WINDOW_END, window_end)
+            out.update(_stop_and_sync(ctx, w, targets))
+            ctx.fault("cutover.after_final_sync", w.id)
+            for t in targets:
+                out.setdefault("target_start", {})[t.name] = apps.target_app(ctx, t, "start")
+            ctx.fault("cutover.after_start", w.id)
+            _switch(ctx, w, primary)
+            switched = True
+            ctx.fault("cutover.after_switch", w.id)
+            out["endpoint"] = primary.ip
+    except GovcloudError as exc:
+        if isinstance(exc, RefusedError):
+            raise
+        # the legacy service may be stopped: bring it back now (state is failed with last good `synced`)
+        apps.restore_legacy(ctx, w, targets, switched_to=primary.ip if switched else None, reason=exc.message)
+        raise
+
+
+def _stop_and_sync(ctx: RunContext, w: Work, targets: Sequence[Target]) -> Outcome:
+    """Each kind prepares before the stop (not part of the downtime), then runs its final pass."""
+    out: Outcome = {}
+    with contextlib.ExitStack() as stack:
+        finals = [stack.enter_context(kind.before_stop(ctx, w, targets)) for kind in kinds_of(w)]
+        stopped_at = _stopped_at(ctx, w)
+        apps.legacy_all(ctx, w, "stop")
+        if stopped_at is None:
+            ctx.record(w.id, "cutover", "source_stopped_at", time.time())
+        ctx.fault("cutover.after_stop", w.id)
+        for final in finals:
+            out.update(final())
+    return out
+
+
+def _switch(ctx: RunContext, w: Work, primary: Target) -> None:
+    """The endpoint from the legacy host to the primary target (a compare-and-swap on what it is now:
+    a resumed cutover that already switched finds the target's address and switches idempotently)."""
+    legacy_addr = w.endpoint_host.address
+    cur = ctx.ports.endpoints.lookup(w.id)
+    if cur is None:
+        ctx.ports.endpoints.switch(w.id, address=legacy_addr, port=ctx.options.app_port, site="legacy", expect="",
+                                   reason=f"registered by migration {ctx.run_id}")
+        cur = ctx.ports.endpoints.lookup(w.id)
+    assert cur is not None
+    expect = cur.address if cur.address in (legacy_addr, primary.ip) else legacy_addr
+    ctx.ports.endpoints.switch(w.id, address=primary.ip, port=ctx.options.app_port, site=primary.site, expect=expect,
+                               reason=f"cutover {ctx.run_id}")
+    ctx.audit("service_map.switch", w.id, "ok", {"from": legacy_addr, "to": primary.ip})
+
+
+def _stopped_at(ctx: RunContext, w: Work) -> float | None:
+    """The source stop time of this cutover attempt, if a killed attempt already stopped it."""
+    trs = ctx.journal.transitions(ctx.plan.name, w.id)
+    last_sync = max((t["at"] for t in trs if t["action"] == Action.WARM_SYNC.value and t["phase"] == "outcome"),
+                    default="")
+    for f in reversed(ctx.journal.facts(ctx.plan.name, w.id, "source_stopped_at")):
+        return float(f["value"]) if f["at"] > last_sync else None
+    return None

@@ -1,0 +1,126 @@
+"""Step ``preflight`` (a batch): every legacy host reachable with strict host keys and its data paths
+present and measured, dependencies migrated or in this run, and the cloud ready (landing zones,
+keypair holding our key, image, flavors, quota, site capacity). All problems of all systems are
+listed together, and nothing is provisioned while there is one.
+
+Journal: an intent per system, then ``preflight_passed`` with the fact ``source_bytes``, or
+``failed`` with the problems (the whole batch fails together).
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+from govcloud.errors import GovcloudError, HostKeyError, PreflightError, SSHError
+from govcloud.migrate.state import Action, Event, State
+from govcloud.migrate.zones import (
+    CloudCheck,
+    SiteCapacity,
+    sites_to_check,
+    zone_problems,
+)
+from govcloud.model import Host
+from govcloud.services.migration.cloud import existing_servers, read_zones
+from govcloud.services.migration.context import RunContext
+from govcloud.services.migration.options import APP_DIR
+from govcloud.services.migration.work import Work
+
+Problems = dict[str, list[str]]
+
+
+def run(ctx: RunContext, works: list[Work]) -> None:
+    if not works:
+        return
+    ctx.reporter.phase(f"preflight: {len(works)} system(s)")
+    intents = {w.id: ctx.journal.intent(ctx.run_id, ctx.plan.name, w.id, Action.PREFLIGHT) for w in works}
+    ctx.fault("preflight.after_intent", works[0].id)
+    problems: Problems = {w.id: [] for w in works}
+    sizes = _check_hosts(ctx, works, problems)
+    _check_dependencies(ctx, works, problems)
+    try:
+        _check_cloud(ctx, works, problems)
+    except GovcloudError as exc:
+        for w in works:
+            problems[w.id].append(f"{w.id}: the cloud could not be checked: {exc.message}; fix: "
+                                  f"{exc.hint or 'check clouds.yaml'}")
+    _record(ctx, works, intents, problems, sizes)
+
+
+def _record(ctx: RunContext, works: list[Work], intents: dict[str, int], problems: Problems,
+            sizes: dict[str, int]) -> None:
+    failed = {sid: p for sid, p in problems.items() if p}
+    for w in works:
+        if failed:
+            msg = "; ".join(failed.get(w.id, [])) or "another system of the wave failed preflight"
+            ctx.failed_now.add(w.id)
+            ctx.record(w.id, "preflight", "error", f"preflight: {msg}"[:2000])
+            ctx.journal.outcome(intents[w.id], Event.FAILED, {"problems": failed.get(w.id, [])})
+            ctx.reporter.finished(w.id, "failed", "preflight")
+        else:
+            ctx.record(w.id, "preflight", "source_bytes", sizes.get(w.id, 0))
+            ctx.journal.outcome(intents[w.id], Event.PREFLIGHT_PASSED, {"source_bytes": sizes.get(w.id, 0)})
+    if failed:
+        lines = tuple(p for sid in sorted(failed) for p in failed[sid])
+        raise PreflightError(f"preflight found {len(lines)} problem(s) in {len(failed)} system(s) of wave "
+                             f"{ctx.wave.number}; nothing was provisioned", problems=lines,
+                             hint="fix each problem, then run `govcloud migrate run` (or resume) again")
+
+
+def _check_hosts(ctx: RunContext, works: list[Work], problems: Problems) -> dict[str, int]:
+    """Bytes per system (its data paths and app directory), problems added for what is not there."""
+    sizes: dict[str, int] = {}
+    if not ctx.options.known_hosts.is_file():
+        for w in works:
+            problems[w.id].append(f"known_hosts file {ctx.options.known_hosts} not found: pass --known-hosts "
+                                  "(or GOVCLOUD_KNOWN_HOSTS) with the hosts' keys")
+        return sizes
+
+    def check_host(w: Work, host: Host) -> tuple[str, list[str], int]:
+        errs: list[str] = []
+        total = 0
+        ep = ctx.legacy_ep(w.system, host.name)
+        try:
+            ctx.ports.hosts.connect(ep)
+        except HostKeyError as exc:
+            return w.id, [f"{w.id}: legacy host {ep.label}: {exc.message}; fix: {exc.hint}"], 0
+        except SSHError as exc:
+            return w.id, [f"{w.id}: legacy host {ep.label} unreachable: {exc.message}; fix: {exc.hint}"], 0
+        for path in (*host.data, APP_DIR):
+            try:
+                total += ctx.ports.hosts.measure(ep, path)
+            except SSHError as exc:
+                errs.append(f"{w.id}: legacy host {ep.label}: {exc.message}; fix: correct the data path in the "
+                            f"inventory or restore {path} on the host")
+        return w.id, errs, total
+
+    jobs = [(w, h) for w in works for h in w.system.hosts]
+    with ThreadPoolExecutor(max_workers=max(1, min(16, len(jobs)))) as pool:
+        for sid, errs, total in pool.map(lambda a: check_host(*a), jobs):
+            problems[sid].extend(errs)
+            sizes[sid] = sizes.get(sid, 0) + total
+    return sizes
+
+
+def _check_dependencies(ctx: RunContext, works: list[Work], problems: Problems) -> None:
+    done = {s["system"] for s in ctx.journal.systems() if s["state"] == State.DONE.value}
+    here = set(ctx.by_id)
+    for w in works:
+        for d in w.system.depends_on:
+            if d not in done and d not in here:
+                problems[w.id].append(f"{w.id}: depends on {d}, which is neither migrated nor in this run of wave "
+                                      f"{ctx.wave.number}; fix: migrate {d} first (its wave) or add it with --systems")
+
+
+def _check_cloud(ctx: RunContext, works: list[Work], problems: Problems) -> None:
+    """Read what the pure checks (``govcloud.migrate.zones``) compare against, once, then ask them."""
+    zones = read_zones(ctx, works)
+    existing = frozenset(existing_servers(ctx))
+    partial = CloudCheck(zones=zones, existing=existing, free={}, image=ctx.options.image,
+                         target_public_key=ctx.keys.target_public, target_key_label=str(ctx.keys.target))
+    systems = [w.for_checks() for w in works]
+    free: dict[str, SiteCapacity] = {}
+    for region in sorted(set(sites_to_check(systems, partial).values())):
+        free.update(ctx.ports.cloud.site_capacity(region))
+    check = CloudCheck(zones=zones, existing=existing, free=free, image=partial.image,
+                       target_public_key=partial.target_public_key, target_key_label=partial.target_key_label)
+    zone_problems(systems, check, problems)
