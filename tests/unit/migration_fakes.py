@@ -18,9 +18,23 @@ from pathlib import Path
 
 from govcloud.adapters.ports import TargetHost
 from govcloud.adapters.servicemap import ServiceMap
-from govcloud.adapters.ssh import CommandResult, Endpoint, Manifest, MigrationKey, RsyncSpec, RsyncStats
+from govcloud.adapters.ssh import (
+    CommandResult,
+    Endpoint,
+    Manifest,
+    MigrationKey,
+    RsyncSpec,
+    RsyncStats,
+)
 from govcloud.errors import OpenStackError, SSHError
-from govcloud.migrate.zones import BootRequest, FlavorRef, LandingZone, QuotaSet, ServerInfo, SiteCapacity
+from govcloud.migrate.zones import (
+    BootRequest,
+    FlavorRef,
+    LandingZone,
+    QuotaSet,
+    ServerInfo,
+    SiteCapacity,
+)
 from govcloud.services.migration.context import Ports
 from govcloud.services.migration.options import LEGACY_APP_CTL, TARGET_APP_CTL
 

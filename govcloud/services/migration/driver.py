@@ -96,9 +96,9 @@ def execute(ctx: RunContext) -> RunSummary:
 def _mark_crashed_runs(ctx: RunContext) -> None:
     """Runs of this wave still 'running' whose process is gone were killed: say so (resume takes over)."""
     for r in ctx.journal.runs(ctx.plan.name):
-        if r["status"] == "running" and r["id"] != ctx.run_id and int(r["wave"]) == ctx.wave.number:
-            if r["host"] != os.uname().nodename or not pid_alive(int(r["pid"]), None):
-                ctx.journal.finish_run(r["id"], "crashed")
+        ours = r["status"] == "running" and r["id"] != ctx.run_id and int(r["wave"]) == ctx.wave.number
+        if ours and (r["host"] != os.uname().nodename or not pid_alive(int(r["pid"]), None)):
+            ctx.journal.finish_run(r["id"], "crashed")
 
 
 def _revoke_leftover_keys(ctx: RunContext) -> None:

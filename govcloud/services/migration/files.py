@@ -41,10 +41,12 @@ class ManifestWork:
     hashed_bytes: int = 0
     seconds: float = 0.0
 
-    def add(self, m: Manifest) -> None:
+    def add(self, m: Manifest | ManifestWork) -> None:
         self.files += m.files
         self.hashed_files += m.hashed_files
         self.hashed_bytes += m.hashed_bytes
+        if isinstance(m, ManifestWork):
+            self.seconds += m.seconds
 
 
 @dataclass
@@ -211,10 +213,7 @@ class FileData:
         transfer_s = time.monotonic() - t1
         after = manifests(ctx, w, targets, source=False)
         found.targets = after.targets
-        found.work.seconds += after.work.seconds
-        found.work.files += after.work.files
-        found.work.hashed_files += after.work.hashed_files
-        found.work.hashed_bytes += after.work.hashed_bytes
+        found.work.add(after.work)
         if any(m != {k: v for k, v in found.source.items() if k in m} for m in found.targets.values()):
             # rsync's quick check can miss a same-size rewrite within the mtime granularity
             stats += push_all(ctx, w, targets, checksum=True, step="cutover", keys=keys)

@@ -25,8 +25,6 @@ from govcloud.services.migration.context import RunContext
 from govcloud.services.migration.options import MIGRATION_TAG
 from govcloud.services.migration.work import Work
 
-log = logging.getLogger(__name__)
-
 BOOT_CONCURRENCY = 16  # Nova's API is the bottleneck: about 1.4 creates/s on the devcloud at 16 in flight
 SSH_WAIT_CONCURRENCY = 32
 POLL_SECONDS = 1.0
