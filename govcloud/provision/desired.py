@@ -267,6 +267,8 @@ def build_desired(
     """Every resource the inventory asks for, within the region/department filters of ``options``.
 
     Raises PlanError for an unknown region or department in the filters, or a pool that is too small.
+    Phases per department: its project (global), then per region its network landing zone, its
+    server groups, and what its systems need but govcloud does not create (image, flavors).
     """
     topo = inventory.topology
     known_regions = [r.name for r in topo.regions]
@@ -277,81 +279,109 @@ def build_desired(
     regions = tuple(r for r in known_regions if not options.regions or r in options.regions)
     depts = tuple(d for d in inventory.departments if not options.departments or d.id in options.departments)
     alloc = allocations(inventory, existing)
-    ops = topo.ops_cidrs
-    primary = topo.primary_region
-
     resources: list[Resource] = []
     requirements: dict[tuple[str, str, str], Requirement] = {}
     for dept in depts:
-        systems = [inventory.system(s) for s in dept.systems if inventory.has_system(s)]
         dregions = [r for r in department_regions(dept, inventory) if r in regions]
         if not dregions:
             continue
-        proj = project_name(dept.id)
-        tags = tuple(sorted((MANAGED_TAG, dept_tag(dept.id))))
-        pkey = key_of(GLOBAL, "project", proj)
-        resources.append(Resource("project", GLOBAL, dept.id, proj,
-                                  make_params({"description": f"govcloud landing zone: {dept.name}", "tags": tags,
-                                               "enabled": True}), ()))
-        rkey = key_of(GLOBAL, "role_assignment", f"{proj}/{OPERATOR_ROLE}")
-        resources.append(Resource("role_assignment", GLOBAL, dept.id, f"{proj}/{OPERATOR_ROLE}",
-                                  make_params({"project": proj, "role": OPERATOR_ROLE, "user": OPERATOR}), (pkey,)))
+        resources += _project(dept)
         for region in dregions:
-            pool = _pool(topo.region(region), inventory)
-            idx = alloc[(region, dept.id)]
-            zones = {z: zone_cidr(pool, idx, z) for z in ZONES}
-            peer_data = [zone_cidr(_pool(topo.region(o), inventory), alloc[(o, dept.id)], "data")
-                         for o in department_regions(dept, inventory) if o != region and (o, dept.id) in alloc]
-            cq = compute_quota(systems, region, inventory, options.headroom)
-            resources.append(Resource("quota_compute", region, dept.id, proj, make_params(cq), (pkey,)))
-            resources.append(Resource("quota_network", region, dept.id, proj,
-                                      make_params(network_quota(cq["instances"], options.headroom)), (pkey,)))
-            router = f"{proj}"
-            router_key = key_of(region, "router", router)
-            resources.append(Resource("router", region, dept.id, router, make_params({"project": proj, "tags": tags}), (pkey,)))
-            for zone in ZONES:
-                name = f"{proj}-{zone}"
-                net_key = key_of(region, "network", name)
-                sub_key = key_of(region, "subnet", name)
-                cidr = zones[zone]
-                gateway = str(next(ipaddress.ip_network(cidr).hosts()))
-                resources.append(Resource("network", region, dept.id, name, make_params({"project": proj, "tags": tags}), (pkey,)))
-                resources.append(Resource("subnet", region, dept.id, name, make_params(
-                    {"project": proj, "tags": tags, "network": name, "cidr": cidr, "gateway_ip": gateway,
-                     "enable_dhcp": False, "ip_version": 4}), (net_key,)))
-                resources.append(Resource("router_interface", region, dept.id, name,
-                                          make_params({"router": router, "subnet": name}), (router_key, sub_key)))
-            for sg, rules in security_groups(zones, peer_data, ops).items():
-                resources.append(Resource("security_group", region, dept.id, f"{proj}-{sg}", make_params(
-                    {"project": proj, "tags": tags, "description": f"govcloud {sg} baseline", "rules": rules}), (pkey,)))
-            if options.public_key:
-                resources.append(Resource("keypair", region, dept.id, proj, make_params({"public_key": options.public_key}), ()))
-            if primary is not None and region == primary.name:
-                for s in systems:
-                    if s.placement is not Placement.ACTIVE_ACTIVE:
-                        continue
-                    for role in _roles(s):
-                        resources.append(Resource("server_group", region, dept.id, f"gov-{s.id}-{role}",
-                                                  make_params({"project": proj, "policy": "anti-affinity"}), (pkey, rkey)))
-            # what the systems need but govcloud does not create
-            img = (region, "image", options.image)
-            prev = requirements.get(img)
-            requirements[img] = Requirement("image", region, options.image,
-                                            needed_by=tuple(sorted({*(prev.needed_by if prev else ()), dept.id})))
-            for s in systems:
-                if region not in regions_of(s, inventory):
-                    continue
-                hosts = max(1, len(s.hosts))
-                res = s.resources.halved() if s.placement is Placement.ACTIVE_ACTIVE and primary and region == primary.name else s.resources
-                vcpus = -(-res.vcpus // hosts)
-                ram_mb = -(-res.ram_gb * 1024 // hosts)
-                label = f"{vcpus} vCPU / {ram_mb} MB"
-                k = (region, "flavor", label)
-                prev = requirements.get(k)
-                requirements[k] = Requirement("flavor", region, label, vcpus, ram_mb,
-                                              tuple(sorted({*(prev.needed_by if prev else ()), s.id})))
+            resources += _landing_zone(inventory, options, alloc, dept, region)
+            resources += _server_groups(inventory, dept, region)
+            _require(requirements, inventory, options, dept, region, regions)
     return Desired(tuple(resources), tuple(sorted(requirements.values(), key=lambda r: (r.region, r.kind, r.name))),
                    tuple(d.id for d in depts), regions)
+
+
+def _systems(dept: Department, inventory: Inventory) -> list[System]:
+    return [inventory.system(s) for s in dept.systems if inventory.has_system(s)]
+
+
+def _dept_tags(dept: Department) -> tuple[str, ...]:
+    return tuple(sorted((MANAGED_TAG, dept_tag(dept.id))))
+
+
+def _project(dept: Department) -> list[Resource]:
+    """The department's Keystone project and the operator's role on it."""
+    proj = project_name(dept.id)
+    pkey = key_of(GLOBAL, "project", proj)
+    return [Resource("project", GLOBAL, dept.id, proj,
+                     make_params({"description": f"govcloud landing zone: {dept.name}", "tags": _dept_tags(dept),
+                                  "enabled": True}), ()),
+            Resource("role_assignment", GLOBAL, dept.id, f"{proj}/{OPERATOR_ROLE}",
+                     make_params({"project": proj, "role": OPERATOR_ROLE, "user": OPERATOR}), (pkey,))]
+
+
+def _landing_zone(inventory: Inventory, options: DesiredOptions, alloc: Mapping[tuple[str, str], int],
+                  dept: Department, region: str) -> list[Resource]:
+    """Quotas, the router, one network + subnet + interface per zone, security groups, the keypair."""
+    proj, tags = project_name(dept.id), _dept_tags(dept)
+    pkey = key_of(GLOBAL, "project", proj)
+    pool = _pool(inventory.topology.region(region), inventory)
+    zones = {z: zone_cidr(pool, alloc[(region, dept.id)], z) for z in ZONES}
+    peer_data = [zone_cidr(_pool(inventory.topology.region(o), inventory), alloc[(o, dept.id)], "data")
+                 for o in department_regions(dept, inventory) if o != region and (o, dept.id) in alloc]
+    cq = compute_quota(_systems(dept, inventory), region, inventory, options.headroom)
+    router = f"{proj}"
+    router_key = key_of(region, "router", router)
+    out = [Resource("quota_compute", region, dept.id, proj, make_params(cq), (pkey,)),
+           Resource("quota_network", region, dept.id, proj,
+                    make_params(network_quota(cq["instances"], options.headroom)), (pkey,)),
+           Resource("router", region, dept.id, router, make_params({"project": proj, "tags": tags}), (pkey,))]
+    for zone in ZONES:
+        name = f"{proj}-{zone}"
+        net_key = key_of(region, "network", name)
+        sub_key = key_of(region, "subnet", name)
+        cidr = zones[zone]
+        gateway = str(next(ipaddress.ip_network(cidr).hosts()))
+        out.append(Resource("network", region, dept.id, name, make_params({"project": proj, "tags": tags}), (pkey,)))
+        out.append(Resource("subnet", region, dept.id, name, make_params(
+            {"project": proj, "tags": tags, "network": name, "cidr": cidr, "gateway_ip": gateway,
+             "enable_dhcp": False, "ip_version": 4}), (net_key,)))
+        out.append(Resource("router_interface", region, dept.id, name,
+                            make_params({"router": router, "subnet": name}), (router_key, sub_key)))
+    for sg, rules in security_groups(zones, peer_data, inventory.topology.ops_cidrs).items():
+        out.append(Resource("security_group", region, dept.id, f"{proj}-{sg}", make_params(
+            {"project": proj, "tags": tags, "description": f"govcloud {sg} baseline", "rules": rules}), (pkey,)))
+    if options.public_key:
+        out.append(Resource("keypair", region, dept.id, proj, make_params({"public_key": options.public_key}), ()))
+    return out
+
+
+def _server_groups(inventory: Inventory, dept: Department, region: str) -> list[Resource]:
+    """Anti-affinity groups for the active-active systems' roles, in the primary region only."""
+    primary = inventory.topology.primary_region
+    if primary is None or region != primary.name:
+        return []
+    proj = project_name(dept.id)
+    deps = (key_of(GLOBAL, "project", proj), key_of(GLOBAL, "role_assignment", f"{proj}/{OPERATOR_ROLE}"))
+    return [Resource("server_group", region, dept.id, f"gov-{s.id}-{role}",
+                     make_params({"project": proj, "policy": "anti-affinity"}), deps)
+            for s in _systems(dept, inventory) if s.placement is Placement.ACTIVE_ACTIVE for role in _roles(s)]
+
+
+def _require(requirements: dict[tuple[str, str, str], Requirement], inventory: Inventory, options: DesiredOptions,
+             dept: Department, region: str, regions: tuple[str, ...]) -> None:
+    """What the systems need but govcloud does not create: the image, and a flavor per host size."""
+    img = (region, "image", options.image)
+    prev = requirements.get(img)
+    requirements[img] = Requirement("image", region, options.image,
+                                    needed_by=tuple(sorted({*(prev.needed_by if prev else ()), dept.id})))
+    primary = inventory.topology.primary_region
+    for s in _systems(dept, inventory):
+        if region not in regions_of(s, inventory):
+            continue
+        hosts = max(1, len(s.hosts))
+        halved = s.placement is Placement.ACTIVE_ACTIVE and primary is not None and region == primary.name
+        res = s.resources.halved() if halved else s.resources
+        vcpus = -(-res.vcpus // hosts)
+        ram_mb = -(-res.ram_gb * 1024 // hosts)
+        label = f"{vcpus} vCPU / {ram_mb} MB"
+        k = (region, "flavor", label)
+        prev = requirements.get(k)
+        requirements[k] = Requirement("flavor", region, label, vcpus, ram_mb,
+                                      tuple(sorted({*(prev.needed_by if prev else ()), s.id})))
 
 
 def existing_blocks(observed: Iterable[ObservedResource], inventory: Inventory) -> dict[tuple[str, str], int]:

@@ -13,6 +13,7 @@ Rules:
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from govcloud.provision.model import (
@@ -24,6 +25,7 @@ from govcloud.provision.model import (
     Observed,
     ObservedResource,
     ProvisionPlan,
+    Resource,
 )
 
 IMMUTABLE: Mapping[str, frozenset[str]] = {
@@ -51,6 +53,16 @@ def differing_fields(desired: Mapping[str, Any], observed: Mapping[str, Any]) ->
     return tuple(sorted(out))
 
 
+@dataclass(frozen=True)
+class Scope:
+    """Which managed objects may count as orphans (see ``diff``)."""
+
+    known: frozenset[str]
+    scoped: frozenset[str]
+    every_region: bool
+    regions: frozenset[str]
+
+
 def diff(
     desired: Desired,
     observed: Observed,
@@ -67,19 +79,49 @@ def diff(
     department outside it, or one its department no longer wants). ``scoped_departments``: when given
     (``--department``), only those departments' orphans are considered. ``every_region``: all of the
     topology's regions are in scope (only then may a department's Keystone project be pruned).
+    Phases: open-SSH warnings, clashes (and what they hold back), creates and updates, orphans
+    (warnings, or deletions when pruning), requirements; then the changes in dependency order.
     """
     want = desired.by_key()
     have = observed.by_key()
+    findings = _ops_warnings(ops_cidrs)
+    clash_findings, blocked = _clashes(want, have)
+    findings += clash_findings
+    upserts, upsert_findings = _creates_and_updates(want, have, blocked)
+    findings += upsert_findings
+    scope = Scope(frozenset(known_departments), frozenset(scoped_departments), every_region,
+                  frozenset(desired.regions))
+    orphans = _orphans(want, have, desired, scope)
+    deletions = _deletions(orphans) if prune else []
+    if not prune:
+        findings += _orphan_warnings(orphans)
+    findings += _requirement_findings(desired, observed)
+    return ProvisionPlan(
+        changes=tuple(_in_apply_order([*upserts, *deletions])),
+        findings=tuple(findings),
+        desired=desired.resources,
+        regions=desired.regions,
+        departments=desired.departments,
+        prune=prune,
+        known_departments=tuple(sorted(scope.known)),
+        scoped_departments=tuple(sorted(scope.scoped)),
+    )
+
+
+Wanted = Mapping[str, Resource]
+Found = Mapping[str, list[ObservedResource]]
+
+
+def _ops_warnings(ops_cidrs: Iterable[str]) -> list[Finding]:
+    return [Finding("warning", GLOBAL, "", f"SSH is opened to {cidr} because topology.yaml's ops_cidrs says so",
+                    "narrow security.ops_cidrs to the operators' networks")
+            for cidr in ops_cidrs if cidr.endswith("/0")]
+
+
+def _clashes(want: Wanted, have: Found) -> tuple[list[Finding], set[str]]:
+    """Objects govcloud does not own, duplicates, and the keys held back (transitively) by a clash."""
     findings: list[Finding] = []
-    changes: list[Change] = []
     blocked: set[str] = set()
-
-    for cidr in ops_cidrs:
-        if cidr.endswith("/0"):
-            findings.append(Finding("warning", GLOBAL, "", f"SSH is opened to {cidr} because topology.yaml's ops_cidrs says so",
-                                    "narrow security.ops_cidrs to the operators' networks"))
-
-    # 1. clashes and duplicates; what is held back by them
     for key, res in want.items():
         found = have.get(key, [])
         managed = [o for o in found if o.managed]
@@ -110,8 +152,13 @@ def diff(
             continue  # the clash itself was reported above
         findings.append(Finding("warning", res.region, res.department,
                                 f"{res.kind} {res.name} held back: it needs an object govcloud does not own"))
+    return findings, blocked
 
-    # 2. creates and updates
+
+def _creates_and_updates(want: Wanted, have: Found, blocked: set[str]) -> tuple[list[Change], list[Finding]]:
+    """A create for each missing object, an update for each drifted one (an immutable field is an error)."""
+    changes: list[Change] = []
+    findings: list[Finding] = []
     for key, res in want.items():
         if key in blocked:
             continue
@@ -135,11 +182,11 @@ def diff(
         changes.append(Change(Action.UPDATE, res.kind, res.region, res.department, res.name,
                               after=res.params, before=tuple((k, v) for k, v in o.params if k in res.p),
                               observed_id=o.id, fields=fields, depends=res.depends))
+    return changes, findings
 
-    # 3. orphans
-    known = set(known_departments)
-    scope = set(scoped_departments)
-    regions = set(desired.regions)
+
+def _orphans(want: Wanted, have: Found, desired: Desired, scope: Scope) -> list[ObservedResource]:
+    """Managed objects nobody wants any more, within the departments and regions in scope."""
     orphans: list[ObservedResource] = []
     for key, found in sorted(have.items()):
         if key in want:
@@ -147,42 +194,50 @@ def diff(
         for o in found:
             if not o.managed or o.kind in GONE_WITH_PROJECT or not o.department:
                 continue
-            if scope and o.department not in scope:
+            if scope.scoped and o.department not in scope.scoped:
                 continue
-            if o.department in known and o.department not in desired.departments:
+            if o.department in scope.known and o.department not in desired.departments:
                 continue  # filtered out by --department, not orphaned
-            if o.region == GLOBAL and not every_region:
+            if o.region == GLOBAL and not scope.every_region:
                 continue  # a project goes only when every region is in scope
-            if o.region != GLOBAL and regions and o.region not in regions:
+            if o.region != GLOBAL and scope.regions and o.region not in scope.regions:
                 continue
             orphans.append(o)
-    if orphans and not prune:
-        by_dept: dict[tuple[str, str], list[ObservedResource]] = {}
-        for o in orphans:
-            by_dept.setdefault((o.region, o.department), []).append(o)
-        for (region, dept), items in sorted(by_dept.items()):
-            findings.append(Finding("warning", region, dept,
-                                    f"{len(items)} managed object(s) no longer in the inventory: "
-                                    + ", ".join(f"{o.kind} {o.name}" for o in items[:6]) + (" ..." if len(items) > 6 else ""),
-                                    "plan and apply with --prune to delete them"))
-    if prune:
-        orphan_keys = {o.key for o in orphans}
-        dependents: dict[str, list[str]] = {}
-        for o in orphans:
-            for d in o.depends:
-                if d in orphan_keys:
-                    dependents.setdefault(d, []).append(o.key)
-        # a project's objects in every region go before the project
-        for o in orphans:
-            if o.kind != "project":
-                pk = f"{GLOBAL}/project/gov-{o.department}"
-                if pk in orphan_keys and o.key != pk:
-                    dependents.setdefault(pk, []).append(o.key)
-        for o in orphans:
-            changes.append(Change(Action.DELETE, o.kind, o.region, o.department, o.name, after=(), before=o.params,
-                                  observed_id=o.id, depends=tuple(sorted(set(dependents.get(o.key, []))))))
+    return orphans
 
-    # 4. requirements (flavors, images): checked, never created
+
+def _orphan_warnings(orphans: list[ObservedResource]) -> list[Finding]:
+    by_dept: dict[tuple[str, str], list[ObservedResource]] = {}
+    for o in orphans:
+        by_dept.setdefault((o.region, o.department), []).append(o)
+    return [Finding("warning", region, dept,
+                    f"{len(items)} managed object(s) no longer in the inventory: "
+                    + ", ".join(f"{o.kind} {o.name}" for o in items[:6]) + (" ..." if len(items) > 6 else ""),
+                    "plan and apply with --prune to delete them")
+            for (region, dept), items in sorted(by_dept.items())]
+
+
+def _deletions(orphans: list[ObservedResource]) -> list[Change]:
+    """One delete per orphan; each waits for the orphans that need it (a project for all of its objects)."""
+    orphan_keys = {o.key for o in orphans}
+    dependents: dict[str, list[str]] = {}
+    for o in orphans:
+        for d in o.depends:
+            if d in orphan_keys:
+                dependents.setdefault(d, []).append(o.key)
+    # a project's objects in every region go before the project
+    for o in orphans:
+        if o.kind != "project":
+            pk = f"{GLOBAL}/project/gov-{o.department}"
+            if pk in orphan_keys and o.key != pk:
+                dependents.setdefault(pk, []).append(o.key)
+    return [Change(Action.DELETE, o.kind, o.region, o.department, o.name, after=(), before=o.params,
+                   observed_id=o.id, depends=tuple(sorted(set(dependents.get(o.key, []))))) for o in orphans]
+
+
+def _requirement_findings(desired: Desired, observed: Observed) -> list[Finding]:
+    """Flavors and images are checked, never created."""
+    findings: list[Finding] = []
     for req in desired.requirements:
         if req.region not in observed.regions:
             continue
@@ -194,21 +249,19 @@ def diff(
             findings.append(Finding("warning", req.region, "", f"no flavor with at least {req.name} in region {req.region} "
                                     f"(needed by {', '.join(req.needed_by[:5])}{' ...' if len(req.needed_by) > 5 else ''})",
                                     "create a matching flavor before migrating these systems"))
+    return findings
 
-    order = {k: i for i, k in enumerate(("project", "role_assignment", "quota_compute", "quota_network", "network", "subnet",
-                                          "router", "router_interface", "security_group", "keypair", "server_group"))}
-    changes.sort(key=lambda c: (c.region != GLOBAL, c.region, c.department, c.action is Action.DELETE,
-                                order.get(c.kind, 99) * (-1 if c.action is Action.DELETE else 1), c.name))
-    return ProvisionPlan(
-        changes=tuple(changes),
-        findings=tuple(findings),
-        desired=desired.resources,
-        regions=desired.regions,
-        departments=desired.departments,
-        prune=prune,
-        known_departments=tuple(sorted(known)),
-        scoped_departments=tuple(sorted(scope)),
-    )
+
+_KIND_ORDER = {k: i for i, k in enumerate(("project", "role_assignment", "quota_compute", "quota_network", "network",
+                                           "subnet", "router", "router_interface", "security_group", "keypair",
+                                           "server_group"))}
+
+
+def _in_apply_order(changes: list[Change]) -> list[Change]:
+    """Global first, then per region and department; creates in dependency order, deletes in reverse."""
+    return sorted(changes, key=lambda c: (c.region != GLOBAL, c.region, c.department, c.action is Action.DELETE,
+                                          _KIND_ORDER.get(c.kind, 99) * (-1 if c.action is Action.DELETE else 1),
+                                          c.name))
 
 
 def same_changes(a: Iterable[Change], b: Iterable[Change]) -> bool:

@@ -23,7 +23,14 @@ from govcloud.adapters.postgres import PostgresError, Writer, present_ids
 from govcloud.adapters.servicemap import ServiceMap
 from govcloud.errors import InvalidInputError
 from govcloud.failover.model import Action, FailoverRefused, Policy
-from govcloud.services.failover import Controller, Executor, Journal, decision_dict
+from govcloud.services.failover import (
+    ClusterRow,
+    Controller,
+    Executor,
+    Journal,
+    RunResult,
+    decision_dict,
+)
 from govcloud.services.failover_lab import LabBackend, WitnessListener
 
 log = logging.getLogger(__name__)
@@ -87,6 +94,57 @@ def run_drill(root: Path, scenario_text: str, opts: DrillOptions | None = None, 
 
 def _drill(backend: LabBackend, journal: Journal, smap: ServiceMap, ctl: Controller, sc: Scenario,
            opts: DrillOptions, report_dir: Path) -> dict[str, Any]:
+    """Phases: check the cluster is healthy and the endpoint at its primary, start the writer and the
+    witness, break the links, run the controller until it failed over (or the watch ends), restore the
+    links, count what was lost, write the report."""
+    row = _require_healthy(backend, ctl, sc)
+    t_primary = backend.target(row.primary)
+    ep = smap.lookup(backend.service)
+    if ep is None or ep.address != t_primary.host:
+        smap.switch(backend.service, address=t_primary.host, port=t_primary.port, site=row.primary,
+                    reason=f"drill {sc.text}: endpoint at the current primary")
+    run_id = f"{datetime.now(UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
+
+    def endpoint() -> tuple[Any, str] | None:
+        cur = smap.lookup(backend.service)
+        if cur is None:
+            return None
+        return backend.target(cur.site), cur.site
+
+    writer = Writer(run_id, endpoint)
+    writer.prepare(t_primary)
+    witness = WitnessListener(port=backend.witness_port).start()
+    run = _DrillRun(backend, ctl, Executor(backend, journal, smap, reachable=backend.reachable), writer, sc, opts)
+    try:
+        writer.start()
+        _poll(lambda: len(writer.acked()) >= 10, 15, "the writer's first commits")
+        for _ in range(3):  # warm up: a history of healthy snapshots
+            ctl.cycle()
+        run.break_links()
+        run.watch()
+    finally:
+        restored_at = run.restore_links()
+        if sys.exc_info()[0] is not None:  # failing: stop our threads and free the witness port too
+            writer.stop()
+            witness.stop()
+    try:
+        _poll(lambda: writer.first_ack_after(restored_at) is not None, 20, "a write after the links were restored")
+    except TimeoutError:
+        log.warning("no acknowledged write after the links were restored")
+    writer.stop()
+    witness.stop()
+    for _ in range(2):
+        ctl.cycle()
+    report = run.report(journal, run_id, epoch_before=row.epoch)
+    report_dir.mkdir(parents=True, exist_ok=True)
+    path = report_dir / f"{run_id}-{sc.text.replace(':', '_').replace('/', '_')}.json"
+    path.write_text(json.dumps(report, indent=2, default=str) + "\n")
+    report["report_path"] = str(path)
+    return report
+
+
+def _require_healthy(backend: LabBackend, ctl: Controller, sc: Scenario) -> ClusterRow:
+    """A drill starts from one writable member at the journal's primary, where the scenario strikes."""
     health = backend.healthy()
     row = ctl.cluster()
     primaries = backend.primaries()
@@ -101,148 +159,139 @@ def _drill(backend: LabBackend, journal: Journal, smap: ServiceMap, ctl: Control
     if sc.kind == "region-loss" and row.primary not in sc.sites:
         raise FailoverRefused(f"drill {sc.text}: the primary {row.primary} is not in that region",
                               hint="run `govcloud failover failback --switch-back` first")
-    t_primary = backend.target(row.primary)
-    ep = smap.lookup(backend.service)
-    if ep is None or ep.address != t_primary.host:
-        smap.switch(backend.service, address=t_primary.host, port=t_primary.port, site=row.primary,
-                    reason=f"drill {sc.text}: endpoint at the current primary")
-    run_id = f"{datetime.now(UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
+    return row
 
-    def endpoint() -> tuple[Any, str] | None:
-        cur = smap.lookup(backend.service)
-        if cur is None:
-            return None
-        t = backend.target(cur.site)
-        return t, cur.site
 
-    writer = Writer(run_id, endpoint)
-    writer.prepare(t_primary)
-    witness = WitnessListener(port=backend.witness_port).start()
-    executor = Executor(backend, journal, smap, reachable=backend.reachable)
-    lab = backend.lab
-    cut: list[str] = []
+@dataclass
+class _DrillRun:
+    """One drill's moving parts: what is cut, when the loss began, and the failover the controller ran."""
+
+    backend: LabBackend
+    ctl: Controller
+    executor: Executor
+    writer: Writer
+    sc: Scenario
+    opts: DrillOptions
+    cut: list[str] = field(default_factory=list)
     partitioned: tuple[str, str] | None = None
-    result: Any = None
-    first: dict[str, float] = {}
-    loss_at = 0.0
-    cut_call_s = 0.0
-    epoch_before = row.epoch
-    try:
-        writer.start()
-        _poll(lambda: len(writer.acked()) >= 10, 15, "the writer's first commits")
-        for _ in range(3):  # warm up: a history of healthy snapshots
-            ctl.cycle()
+    result: RunResult | None = None
+    first: dict[str, float] = field(default_factory=dict)
+    loss_at: float = 0.0
+    cut_call_s: float = 0.0
+
+    def break_links(self) -> None:
+        sc, lab = self.sc, self.backend.lab
         asked = time.time()
-        if sc.kind in ("site-loss", "region-loss", "flap"):
+        if sc.kind == "partition":
+            lab.partition(*sc.sites)
+            self.partitioned = (sc.sites[0], sc.sites[1])
+            what = f"partition {sc.sites[0]} <-> {sc.sites[1]}"
+        else:  # site-loss, region-loss, flap
             for s in sc.sites:
                 lab.cut(s)
-                cut.append(s)
+                self.cut.append(s)
             what = f"cut {' and '.join(sc.sites)}"
-        elif sc.kind == "partition":
-            lab.partition(*sc.sites)
-            partitioned = (sc.sites[0], sc.sites[1])
-            what = f"partition {sc.sites[0]} <-> {sc.sites[1]}"
         # the loss is complete when the lab has applied the last cut (a cut takes ~0.04 s, but waits for
         # the lab's state lock, which other lab users may hold for seconds): the RTO clock starts here
-        loss_at = time.time()
-        cut_call_s = loss_at - asked
-        ctl._log(loss_at, "lab", f"{what} (applied in {cut_call_s:.2f} s)")
+        self.loss_at = time.time()
+        self.cut_call_s = self.loss_at - asked
+        self.ctl._log(self.loss_at, "lab", f"{what} (applied in {self.cut_call_s:.2f} s)")
+
+    def watch(self) -> None:
+        """Controller cycles until the failover is writable for clients, or the watch ends."""
+        sc, opts, loss_at = self.sc, self.opts, self.loss_at
         flap_next = loss_at + opts.flap_down_s
         end = loss_at + (opts.deadline_s if sc.expects_failover else opts.observe_s)
         while time.time() < end:
             started = time.monotonic()
-            d = ctl.cycle()
+            d = self.ctl.cycle()
             now = time.time()
             if d.action is not Action.NONE and d.action is not Action.REFUSE:
-                first.setdefault(f"first_{d.action.value}", now - loss_at)
+                self.first.setdefault(f"first_{d.action.value}", now - loss_at)
             if sc.kind == "flap" and now >= flap_next:
-                if cut:
-                    lab.restore(sc.sites[0])
-                    cut.clear()
-                    flap_next = now + opts.flap_up_s
-                else:
-                    lab.cut(sc.sites[0])
-                    cut.append(sc.sites[0])
-                    flap_next = now + opts.flap_down_s
-                ctl._log(now, "lab", f"{'cut' if cut else 'restore'} {sc.sites[0]}")
-            if d.action is Action.FAILOVER and result is None:
-                first.setdefault("detected", now - loss_at)
-                result = executor.execute(d, loss_at, measure=lambda new, la: _measure(backend, writer, new, la))
-                ctl.publish()
+                flap_next = now + self._flap()
+            if d.action is Action.FAILOVER and self.result is None:
+                self.first.setdefault("detected", now - loss_at)
+                self.result = self.executor.execute(
+                    d, loss_at, measure=lambda new, la: _measure(self.backend, self.writer, new, la))
+                self.ctl.publish()
                 if not sc.expects_failover:
                     break
-            if (result is not None and sc.expects_failover
-                    and writer.first_ack_after(loss_at, result.run.new_primary) is not None):
+            if (self.result is not None and sc.expects_failover
+                    and self.writer.first_ack_after(loss_at, self.result.run.new_primary) is not None):
                 break
             _pace(started, opts.interval_s)
-    finally:
-        for s in cut:
+
+    def _flap(self) -> float:
+        """Restore a cut link or cut it again; returns how long until the next flip."""
+        site, lab = self.sc.sites[0], self.backend.lab
+        if self.cut:
+            lab.restore(site)
+            self.cut.clear()
+        else:
+            lab.cut(site)
+            self.cut.append(site)
+        self.ctl._log(time.time(), "lab", f"{'cut' if self.cut else 'restore'} {site}")
+        return self.opts.flap_down_s if self.cut else self.opts.flap_up_s
+
+    def restore_links(self) -> float:
+        lab = self.backend.lab
+        for s in self.cut:
             lab.restore(s)
-        if partitioned is not None:
-            lab.heal(*partitioned)
+        if self.partitioned is not None:
+            lab.heal(*self.partitioned)
         restored_at = time.time()
-        if cut or partitioned:
-            ctl._log(restored_at, "lab", "links restored")
-        if sys.exc_info()[0] is not None:  # failing: stop our threads and free the witness port too
-            writer.stop()
-            witness.stop()
-    try:
-        _poll(lambda: writer.first_ack_after(restored_at) is not None, 20, "a write after the links were restored")
-    except TimeoutError:
-        log.warning("no acknowledged write after the links were restored")
-    writer.stop()
-    witness.stop()
-    for _ in range(2):
-        ctl.cycle()
-    after = journal.cluster(backend.service)
-    assert after is not None
-    primaries_after = backend.primaries()
-    acked = writer.acked()
-    lost: list[int] = []
-    try:
-        have = present_ids(backend.target(after.primary), run_id)
-        lost = sorted(a.id for a in acked if a.id not in have)
-    except PostgresError as exc:
-        log.warning("cannot count lost commits: %s", exc)
-    client_rto = None
-    if result is not None:
-        ack = writer.first_ack_after(loss_at, result.run.new_primary)
-        client_rto = None if ack is None else ack.at - loss_at
-    report: dict[str, Any] = {
-        "scenario": sc.text,
-        "run": run_id,
-        "policy": {"grace_s": opts.policy.grace_s, "lease_s": opts.policy.lease_s,
-                   "max_gap_s": opts.policy.max_gap_s, "interval_s": opts.interval_s},
-        "loss_at": loss_at,
-        "cut_call_s": cut_call_s,
-        "expected_failover": sc.expects_failover,
-        "failover": result is not None,
-        "detection_s": first.get("detected"),
-        "first_suspicion_s": first.get("first_wait"),
-        "rto_s": result.run.rto_s if result else None,
-        "client_rto_s": client_rto,
-        "lost_commits": len(lost),
-        "lost_ids": lost[:50],
-        "rpo_s": result.run.rpo_s if result else 0.0,
-        "acknowledged_commits": len(acked),
-        "writer_errors": len(writer.errors),
-        "epoch_before": epoch_before,
-        "epoch_after": after.epoch,
-        "primary_after": after.primary,
-        "writable_members_after": primaries_after,
-        "exactly_one_primary": len(primaries_after) == 1 and primaries_after == [after.primary],
-        "fenced_after": list(after.fenced),
-        "self_fenced": [f"{s}@{e}: {why}" for (s, e), why in ctl.self_fenced.items()],
-        "steps": [{"number": n, "kind": k, "site": s, "status": st, "detail": det}
-                  for n, k, s, st, det in (result.steps if result else [])],
-        "decision_log": ctl.decision_log,
-        "last_decision": decision_dict(ctl.last_decision) if ctl.last_decision else None,
-    }
-    report_dir.mkdir(parents=True, exist_ok=True)
-    path = report_dir / f"{run_id}-{sc.text.replace(':', '_').replace('/', '_')}.json"
-    path.write_text(json.dumps(report, indent=2, default=str) + "\n")
-    report["report_path"] = str(path)
-    return report
+        if self.cut or self.partitioned:
+            self.ctl._log(restored_at, "lab", "links restored")
+        return restored_at
+
+    def report(self, journal: Journal, run_id: str, *, epoch_before: int) -> dict[str, Any]:
+        """What the drill measured: detection, RTO, lost commits, the cluster after, the decision log."""
+        backend, ctl, writer, opts, result = self.backend, self.ctl, self.writer, self.opts, self.result
+        after = journal.cluster(backend.service)
+        assert after is not None
+        primaries_after = backend.primaries()
+        acked = writer.acked()
+        lost: list[int] = []
+        try:
+            have = present_ids(backend.target(after.primary), run_id)
+            lost = sorted(a.id for a in acked if a.id not in have)
+        except PostgresError as exc:
+            log.warning("cannot count lost commits: %s", exc)
+        client_rto = None
+        if result is not None:
+            ack = writer.first_ack_after(self.loss_at, result.run.new_primary)
+            client_rto = None if ack is None else ack.at - self.loss_at
+        return {
+            "scenario": self.sc.text,
+            "run": run_id,
+            "policy": {"grace_s": opts.policy.grace_s, "lease_s": opts.policy.lease_s,
+                       "max_gap_s": opts.policy.max_gap_s, "interval_s": opts.interval_s},
+            "loss_at": self.loss_at,
+            "cut_call_s": self.cut_call_s,
+            "expected_failover": self.sc.expects_failover,
+            "failover": result is not None,
+            "detection_s": self.first.get("detected"),
+            "first_suspicion_s": self.first.get("first_wait"),
+            "rto_s": result.run.rto_s if result else None,
+            "client_rto_s": client_rto,
+            "lost_commits": len(lost),
+            "lost_ids": lost[:50],
+            "rpo_s": result.run.rpo_s if result else 0.0,
+            "acknowledged_commits": len(acked),
+            "writer_errors": len(writer.errors),
+            "epoch_before": epoch_before,
+            "epoch_after": after.epoch,
+            "primary_after": after.primary,
+            "writable_members_after": primaries_after,
+            "exactly_one_primary": len(primaries_after) == 1 and primaries_after == [after.primary],
+            "fenced_after": list(after.fenced),
+            "self_fenced": [f"{s}@{e}: {why}" for (s, e), why in ctl.self_fenced.items()],
+            "steps": [{"number": n, "kind": k, "site": s, "status": st, "detail": det}
+                      for n, k, s, st, det in (result.steps if result else [])],
+            "decision_log": ctl.decision_log,
+            "last_decision": decision_dict(ctl.last_decision) if ctl.last_decision else None,
+        }
 
 
 def _measure(backend: LabBackend, writer: Writer, new: str, loss_at: float) -> tuple[int | None, float | None]:

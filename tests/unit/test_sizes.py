@@ -39,18 +39,11 @@ def function_offenders(root: Path, limit: int = MAX_FUNCTION_LINES) -> list[str]
     return out
 
 
-# Known offenders still being split (issue 11): services/failover.py (772 lines); check_plan, build_desired,
-# provision diff and the failover drill's _drill. strict: the mark must go the day the tree passes.
-PENDING = pytest.mark.xfail(strict=True, reason="issue 11: failover package and long pure functions not split yet")
-
-
-@PENDING
 def test_no_module_over_600_lines() -> None:
     offenders = module_offenders(PACKAGE)
     assert not offenders, "split these modules:\n" + "\n".join(offenders)
 
 
-@PENDING
 def test_no_function_over_80_lines() -> None:
     offenders = function_offenders(PACKAGE)
     assert not offenders, "split these functions into named phases:\n" + "\n".join(offenders)
