@@ -54,7 +54,7 @@ def install(ctx: click.Context) -> None:
     from devcloud.cloud.install import install as do_install
 
     secs = _run(ctx, lambda: do_install(ctx.obj["paths"], _say))
-    _say(f"install: done in {secs:.1f}s")
+    _say(f"devcloud: MariaDB, RabbitMQ and the OpenStack venv ready ({secs:.1f} s)")
 
 
 @main.command()

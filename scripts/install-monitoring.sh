@@ -9,7 +9,7 @@ for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
 done
 if [ ${#missing[@]} -eq 0 ]; then
-  echo "monitoring packages present: $(promtool --version 2>&1 | head -n1)"
+  echo "monitoring: Prometheus, Alertmanager and promtool present ($(promtool --version 2>&1 | head -n1 | cut -d' ' -f1-3))"
   exit 0
 fi
 policy=/usr/sbin/policy-rc.d
@@ -21,4 +21,4 @@ trap '[ "$made_policy" = 1 ] && rm -f "$policy"' EXIT
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq || echo "apt-get update failed; trying the install anyway" >&2
 apt-get install -y -q --no-install-recommends -o DPkg::Lock::Timeout=600 "${missing[@]}" >/dev/null
-echo "installed: ${missing[*]} ($(promtool --version 2>&1 | head -n1))"
+echo "monitoring: installed ${missing[*]} ($(promtool --version 2>&1 | head -n1 | cut -d' ' -f1-3))"

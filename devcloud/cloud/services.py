@@ -172,7 +172,7 @@ def regional_apis(lay: CloudLayout, r: Region) -> list[Service]:
 
 
 def computes(lay: CloudLayout, r: Region) -> list[Service]:
-    """One nova-compute per site: fake driver, no database access, own host + state_path."""
+    """The nova-computes of a region (a few per site): fake driver, no database access, own host + state_path."""
     vdir = nova_dir(lay, r)
     out = []
     for c in r.computes:

@@ -48,7 +48,7 @@ def install() -> None:
     from devcloud.lab.install import ensure_packages
 
     installed = ensure_packages()
-    click.echo(f"installed: {' '.join(installed)}" if installed else "lab packages: all present")
+    click.echo(f"lab: installed {' '.join(installed)}" if installed else "lab: sshd, rsync and iproute2 present")
 
 
 @lab.command()

@@ -171,6 +171,9 @@ class FakeCloud:
         self.deleted: list[str] = []
         self.error_next: set[str] = set()  # server names whose next boot goes to ERROR
         self.fail_boot: set[str] = set()  # server names whose create request fails
+        # server names whose create also makes a second server: a lost response whose create was sent
+        # again, then both landed (a fault a real Nova shows only under load, so it is injected here)
+        self.late_duplicate: set[str] = set()
         self.quota = QuotaSet(200, 800_000, 100)
         self.keypair_public_key: str | None = None
         self.free = SiteCapacity(64, 262_144)
@@ -202,6 +205,10 @@ class FakeCloud:
         s = ServerInfo(sid, request.name, status, request.availability_zone, ip if status == "ACTIVE" else "",
                        request.tags, "No valid host was found." if status == "ERROR" else "")
         self.servers[sid] = (region, s)
+        if request.name in self.late_duplicate:
+            self.late_duplicate.discard(request.name)
+            twin = replace(s, id=next(self._ids), ipv4=next(self._ips))
+            self.servers[twin.id] = (region, twin)
         if status == "ACTIVE":
             self.hosts.add(ip, {})
         return replace(s, status="BUILD", ipv4="")

@@ -134,6 +134,15 @@ def test_a_server_in_error_fails_its_system_and_is_replaced_on_the_next_run(env:
     assert len(w.cloud.deleted) == 1 and w.cloud.boots.count("tmig-web-01-gz-a") == 2
 
 
+def test_a_duplicate_from_a_lost_create_is_deleted_and_the_recorded_server_kept(env: tuple[World, Path]) -> None:
+    w, _ = env
+    w.cloud.late_duplicate.add("tmig-db-01-gz-a")
+    summary = run_wave(env, "tmig-db")
+    assert summary.ok, summary.results
+    names = [s.name for _, s in w.cloud.servers.values()]
+    assert names.count("tmig-db-01-gz-a") == 1 and len(w.cloud.deleted) == 1
+
+
 def test_warm_sync_is_skipped_when_the_journal_proves_the_targets_current(env: tuple[World, Path]) -> None:
     w, _ = env
     assert run_wave(env, "tmig-db", manual_cutover=True).ok

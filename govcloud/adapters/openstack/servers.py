@@ -6,6 +6,7 @@ is the engine's ``CloudPort`` (``govcloud.adapters.ports``)."""
 from __future__ import annotations
 
 import re
+import time
 from typing import Any
 
 from govcloud.adapters.openstack.connection import (
@@ -26,6 +27,8 @@ from govcloud.provision.desired import project_name
 from govcloud.provision.model import GLOBAL
 
 QUOTA_KEYS = ("cores", "ram", "instances")
+#: how long a create whose response was lost is looked for before it is sent again (2x the API timeout)
+CREATE_SETTLE_SECONDS = 60.0
 
 
 class ServerCalls(CloudConnection):
@@ -109,11 +112,21 @@ class ServerCalls(CloudConnection):
         admin = self.conn(region)
         name = request.name
 
-        def present() -> Any | None:
+        def listed() -> Any | None:
             for s in admin.compute.servers(all_projects=True, tags=tag_list[0], name=f"^{re.escape(name)}$"):
                 if s.name == name and s.project_id == project_id:
                     return s
             return None
+
+        def present() -> Any | None:
+            # A create whose response was lost may still be running in nova-api (POSTs of 40 s were seen on
+            # a loaded devcloud, past the client's timeout): look for it until it must have finished.
+            deadline = time.monotonic() + CREATE_SETTLE_SECONDS
+            while True:
+                found = listed()
+                if found is not None or time.monotonic() > deadline:
+                    return found
+                time.sleep(2.0)  # polling Nova for the lost create, with a deadline
 
         made = self.call(lambda: c.compute.create_server(
             name=name, image_id=request.image_id, flavor_id=request.flavor_id, networks=[{"uuid": request.network_id}],

@@ -20,10 +20,17 @@ from govcloud.migrate.records import Target
 from govcloud.migrate.state import Action, Event
 from govcloud.migrate.targets import TargetSpec
 from govcloud.migrate.zones import BootRequest, FlavorRef, LandingZone, ServerInfo
-from govcloud.services.migration.cloud import existing_servers, read_zones, regions_of
+from govcloud.services.migration.cloud import (
+    GONE,
+    existing_servers,
+    read_zones,
+    regions_of,
+)
 from govcloud.services.migration.context import RunContext
 from govcloud.services.migration.options import MIGRATION_TAG
 from govcloud.services.migration.work import Work
+
+log = logging.getLogger(__name__)
 
 BOOT_CONCURRENCY = 16  # Nova's API is the bottleneck: about 1.4 creates/s on the devcloud at 16 in flight
 SSH_WAIT_CONCURRENCY = 32
@@ -137,10 +144,15 @@ def _wait_active(ctx: RunContext, works: list[Work], ids: ServerIds, failed: Fai
     owner = {sid: w.id for w in works for sid in ids[w.id].values()}
     regions = regions_of(works)
     deadline = time.monotonic() + ctx.options.boot_timeout
+    names = set(want.values())
     active: dict[str, ServerInfo] = {}
+    removed: set[str] = set()
     while True:
         for region in regions:
             for s in ctx.ports.cloud.find_servers(region, MIGRATION_TAG):
+                if s.id not in want and s.name in names and s.id not in removed and s.status not in GONE:
+                    _remove_duplicate(ctx, region, s)
+                    removed.add(s.id)
                 if s.id not in want or s.id in active:
                     continue
                 if s.status == "ACTIVE" and s.ipv4:
@@ -157,6 +169,14 @@ def _wait_active(ctx: RunContext, works: list[Work], ids: ServerIds, failed: Fai
                 failed[owner[sid]] = f"server {want[sid]} ({sid}) not ACTIVE after {ctx.options.boot_timeout:.0f}s"
             return active
         time.sleep(POLL_SECONDS)  # Nova has no push notification for us: poll with a deadline
+
+
+def _remove_duplicate(ctx: RunContext, region: str, s: ServerInfo) -> None:
+    """A second server under a target's name: a create whose lost response was sent again after all.
+    The engine keeps the one it recorded and deletes the other, so Nova holds each target once."""
+    log.warning("provision: deleting %s (%s), a duplicate of a target already booted (a lost create was "
+                "answered late)", s.name, s.id)
+    ctx.ports.cloud.delete_server(region, s.id)
 
 
 def _wait_ssh(ctx: RunContext, works: list[Work], targets: Mapping[str, list[Target]], failed: Failed) -> None:
