@@ -123,6 +123,14 @@ class ServiceMapError(RuntimeFailure):
     """The service map cannot be read or a switch lost a race (the endpoint changed under us)."""
 
 
+class DnsError(RuntimeFailure):
+    """A service-name server refused or failed an update, or could not be asked; names server and reason."""
+
+
+class DnsConflictError(DnsError):
+    """A switch found a record changed outside govcloud (compare-and-swap refused); nothing was changed."""
+
+
 class OpenStackError(RuntimeFailure):
     """An OpenStack API call failed; keeps the request id, URL, region and the object being made."""
 

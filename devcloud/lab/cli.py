@@ -281,3 +281,54 @@ def _print_pg(st: dict[str, Any]) -> None:
         click.echo(f"  {m['site']:<6} {m['host']:<8} {m.get('ip')!s:<15} {m['role']:<8}{marks}")
     for r in st["replication"]:
         click.echo(f"    -> {r['name']:<6} {r['state']:<10} {r['sync_state']:<6} lag {r['lag_bytes']} B")
+
+
+@lab.group(name="dns")
+def dns_group() -> None:
+    """The lab's service-name servers: one BIND 9 primary per site (ns-gza, ns-gzb, ns-sta)."""
+
+
+@dns_group.command(name="up")
+@click.pass_context
+def dns_up(ctx: click.Context) -> None:
+    """Install BIND if missing, generate the TSIG key once, start the three servers (idempotent)."""
+    from devcloud.lab.dns import LabDns
+
+    t0 = time.monotonic()
+    dns = LabDns(_lab(ctx))
+    st = _do(ctx, dns.up)
+    click.echo(f"lab dns up in {time.monotonic() - t0:.2f}s: zone svc.gdgov.internal., key {dns.key_path} (0600)")
+    _print_dns(st)
+
+
+@dns_group.command(name="down")
+@click.option("--purge", is_flag=True, help="Also remove the server hosts and their zone data.")
+@click.pass_context
+def dns_down(ctx: click.Context, purge: bool) -> None:
+    """Stop every server by the PID it wrote; idempotent."""
+    from devcloud.lab.dns import LabDns
+
+    stopped = _do(ctx, lambda: LabDns(_lab(ctx)).down(purge=purge))
+    click.echo(f"lab dns down: stopped {', '.join(stopped) or 'nothing'}" + (" (hosts removed)" if purge else ""))
+
+
+@dns_group.command(name="status")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def dns_status(ctx: click.Context, as_json: bool) -> None:
+    """Each server: host, address, running, answering for the zone. Exit 1 unless all answer."""
+    from devcloud.lab.dns import LabDns
+
+    st = _do(ctx, lambda: LabDns(_lab(ctx)).status())
+    if as_json:
+        click.echo(json.dumps(st, indent=2))
+    else:
+        _print_dns(st)
+    if not all(s["answering"] for s in st):
+        sys.exit(1)
+
+
+def _print_dns(st: list[dict[str, Any]]) -> None:
+    for s in st:
+        state = "answering" if s["answering"] else ("running" if s["running"] else "STOPPED")
+        click.echo(f"  {s['site']:<6} {s['host']:<8} {s['ip']:<15} {state}")

@@ -15,6 +15,8 @@ APT_PACKAGES: tuple[str, ...] = ("openssh-server", "openssh-client", "rsync", "i
 
 #: the lab's PostgreSQL members (devcloud.lab.pg); the packages' own "main" cluster is never started here
 PG_PACKAGES: tuple[str, ...] = ("postgresql-15", "postgresql-client-15")
+#: BIND 9 for the lab's service-name servers (one per site; `devcloud lab dns up`) and its tools
+DNS_PACKAGES: tuple[str, ...] = ("bind9", "bind9-utils", "bind9-dnsutils")
 
 POLICY_RC_D = Path("/usr/sbin/policy-rc.d")
 

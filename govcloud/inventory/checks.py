@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from govcloud.errors import Diagnostic, Location
+from govcloud.inventory.dns_checks import check_dns
 from govcloud.inventory.yamlio import PathElem, YamlDocument, format_path
 
 _HOSTNAME = re.compile(r"^(?=.{1,253}$)([a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?)(\.[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?)*$")
@@ -100,6 +101,7 @@ def check_topology(doc: YamlDocument) -> list[Diagnostic]:
         if net.prefixlen == 0:
             f.warn(doc, ("security", "ops_cidrs", i), f"ops CIDR {cidr} opens SSH to the whole internet",
                    "list the operators' networks instead")
+    f.items.extend(check_dns(doc, sorted(site_owner)))
     return f.items
 
 

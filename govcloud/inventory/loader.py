@@ -18,7 +18,8 @@ from govcloud.inventory.checks import check_departments, check_topology
 from govcloud.inventory.schema import schema_diagnostics
 from govcloud.inventory.yamlio import YamlDocument, parse_yaml
 from govcloud.model import (
-    Department, Host, Inventory, Placement, Region, RegionRole, ReplicationLink, Resources, Site, System, Tier,
+    DEFAULT_DNS_TTL, Department, DnsConfig, DnsServer, Host, Inventory, Placement, Region, RegionRole, ReplicationLink,
+    Resources, Site, System, Tier,
     Topology, Window,
 )
 
@@ -167,6 +168,14 @@ def _resources(d: dict[str, Any]) -> Resources:
     return Resources(int(d["vcpus"]), int(d["ram_gb"]), int(d["storage_gb"]))
 
 
+def _dns(topology: YamlDocument) -> DnsConfig | None:
+    d = topology.data.get("dns")
+    if d is None:
+        return None
+    servers = tuple(DnsServer(site, str(v["address"]), int(v.get("port", 53))) for site, v in sorted(d["servers"].items()))
+    return DnsConfig(str(d["zone"]), servers, int(d.get("default_ttl", DEFAULT_DNS_TTL)), topology.locate(("dns",)))
+
+
 def build_inventory(topology: YamlDocument, departments: list[YamlDocument], digest: str,
                     warnings: tuple[Diagnostic, ...] = ()) -> Inventory:
     """Frozen model from schema- and cross-checked documents (pure)."""
@@ -182,7 +191,7 @@ def build_inventory(topology: YamlDocument, departments: list[YamlDocument], dig
             sites.append(Site(sname, rname, s["availability_zone"], _resources(s["capacity"])))
     links = tuple(ReplicationLink(x["from"], x["to"], x["mode"], x.get("max_lag_seconds")) for x in t.get("replication", []))
     topo = Topology(t["name"], tuple(regions), tuple(sites), links, tuple(t.get("security", {}).get("ops_cidrs", [])),
-                    topology.locate(()))
+                    topology.locate(()), _dns(topology))
     depts: list[Department] = []
     systems: list[System] = []
     for doc in departments:
@@ -198,6 +207,7 @@ def build_inventory(topology: YamlDocument, departments: list[YamlDocument], dig
                 depends_on=tuple(dict.fromkeys(s.get("depends_on", []))),
                 window=Window(tuple(w["days"]), w["start"], w["end"]), placement=Placement(s["placement"]),
                 resources=_resources(s["resources"]), hosts=hosts, owner=s.get("owner"), source=doc.locate(("systems", i)),
+                dns_ttl=s.get("dns_ttl"),
             ))
             ids.append(s["id"])
         depts.append(Department(dept["id"], dept["name"], tuple(ids), doc.locate(("department",))))

@@ -59,6 +59,9 @@ _PATTERN_HINTS = {
     "^[a-z0-9][a-z0-9-]{0,62}$": ("a host name of lowercase letters, digits and '-'", "e.g. si-app-01"),
     "^/": ("an absolute path", "data paths start with '/', e.g. /srv/si"),
     "^sha256:[0-9a-f]{64}$": ("sha256:<64 hex digits>", "let `govcloud plan` write it"),
+    "^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\\.)+$": (
+        "an absolute zone name in lowercase, ending with a dot", "e.g. zone: svc.gdgov.internal. (mind the final dot)"),
+    "^[0-9a-fA-F:.]+$": ("an IPv4 or IPv6 address", "e.g. address: 10.240.1.53"),
 }
 
 

@@ -109,6 +109,42 @@ class ReplicationLink:
     max_lag_seconds: int | None = None
 
 
+DEFAULT_DNS_TTL = 30
+
+
+@dataclass(frozen=True)
+class DnsServer:
+    """One authoritative server of the service zone: the site it runs in, where it answers."""
+
+    site: str
+    address: str
+    port: int = 53
+
+
+@dataclass(frozen=True)
+class DnsConfig:
+    """The service zone clients resolve systems in (``<system>.<zone>``) and its servers, one per site.
+
+    ``zone`` is absolute (ends with a dot). Every server is a primary that govcloud updates itself, so
+    a switch never waits for a site that is down (docs/dns.md).
+    """
+
+    zone: str
+    servers: tuple[DnsServer, ...]
+    default_ttl: int = DEFAULT_DNS_TTL
+    source: Location = Location("topology.yaml")
+
+    def server(self, site: str) -> DnsServer:
+        for srv in self.servers:
+            if srv.site == site:
+                return srv
+        raise KeyError(site)
+
+    def name_of(self, system_id: str) -> str:
+        """The absolute name clients use for a system."""
+        return f"{system_id}.{self.zone}"
+
+
 @dataclass(frozen=True)
 class Topology:
     name: str
@@ -117,6 +153,7 @@ class Topology:
     replication: tuple[ReplicationLink, ...]
     ops_cidrs: tuple[str, ...] = ()
     source: Location = Location("topology.yaml")
+    dns: DnsConfig | None = None
 
     def site(self, name: str) -> Site:
         for s in self.sites:
@@ -183,6 +220,10 @@ class System:
     hosts: tuple[Host, ...]
     owner: str | None = None
     source: Location = Location("?")
+    dns_ttl: int | None = None  # overrides the zone's default TTL for this system's name
+
+    def ttl_in(self, dns: DnsConfig) -> int:
+        return self.dns_ttl if self.dns_ttl is not None else dns.default_ttl
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,233 @@
+"""The service zone in the site lab: one BIND 9 primary per site, each in its own lab host.
+
+Layout (docs/dns.md): ``ns-gza`` 10.240.1.53, ``ns-gzb`` 10.240.2.53, ``ns-sta`` 10.240.3.53, each an
+authoritative primary of ``svc.gdgov.internal.`` that govcloud updates itself (RFC 2136, TSIG
+HMAC-SHA256). No transfers between them: a site that is down never holds a switch up, and a region
+loss can switch names in st-a alone. Recursion is off, each listens only on its lab address, and
+``update-policy`` grants the key the service zone only.
+
+Files live in each host's ``/srv/dns`` (outside the repository). The key is generated once with
+``tsig-keygen`` into govcloud's state directory (0600), where ``govcloud`` reads it, and copied 0600
+into each server. ``named`` is started by us and stopped by the PID it wrote, never by name.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from devcloud.errors import DevcloudError
+from devcloud.lab.api import Lab
+from devcloud.procs import wait_for
+
+ZONE = "svc.gdgov.internal."
+KEY_NAME = "govcloud-key"
+BASE = "/srv/dns"
+CONF = f"{BASE}/named.conf"
+ZONE_FILE = f"{BASE}/zone.db"
+PID_FILE = f"{BASE}/named.pid"
+LOG = f"{BASE}/named.log"
+KEY_FILE = f"{BASE}/key.conf"
+NAMED = "/usr/sbin/named"
+
+
+class DnsLabError(DevcloudError):
+    """A lab DNS operation failed; the message names the server and the command's output."""
+
+
+@dataclass(frozen=True)
+class NameServer:
+    site: str
+    host: str  # lab host key
+    ip: str
+
+
+#: one authoritative primary per site (inventories/topology.yaml `dns.servers` names the same addresses)
+SERVERS: tuple[NameServer, ...] = (
+    NameServer("gz-a", "ns-gza", "10.240.1.53"),
+    NameServer("gz-b", "ns-gzb", "10.240.2.53"),
+    NameServer("st-a", "ns-sta", "10.240.3.53"),
+)
+
+
+def server(site: str) -> NameServer:
+    for s in SERVERS:
+        if s.site == site:
+            return s
+    raise DnsLabError(f"no lab DNS server in site {site!r} (sites: {', '.join(s.site for s in SERVERS)})")
+
+
+def default_key_path() -> Path:
+    """Where govcloud looks for the key: $GOVCLOUD_DNS_KEY, else <state dir>/dns/tsig.key."""
+    env = os.environ.get("GOVCLOUD_DNS_KEY")
+    if env:
+        return Path(env)
+    state = os.environ.get("GOVCLOUD_STATE_DIR")
+    base = Path(state) if state else Path(os.environ.get("XDG_STATE_HOME", Path.home() / ".local" / "state")) / "govcloud"
+    return base / "dns" / "tsig.key"
+
+
+def named_conf(ns: NameServer) -> str:
+    zone = ZONE.rstrip(".")
+    return f"""// lab DNS server of {ns.site}: authoritative only, on its lab address only
+include "{KEY_FILE}";
+options {{
+    directory "{BASE}";
+    pid-file "{PID_FILE}";
+    listen-on port 53 {{ {ns.ip}; }};
+    listen-on-v6 {{ none; }};
+    recursion no;
+    allow-recursion {{ none; }};
+    allow-transfer {{ none; }};
+    notify no;
+    dnssec-validation no;
+    minimal-responses yes;
+}};
+controls {{ }};
+logging {{
+    channel lab {{ file "{LOG}" versions 2 size 5m; print-time yes; severity info; }};
+    category default {{ lab; }};
+    category update {{ lab; }};
+    category update-security {{ lab; }};
+}};
+zone "{zone}" {{
+    type primary;
+    file "{ZONE_FILE}";
+    update-policy {{ grant {KEY_NAME} zonesub ANY; }};
+}};
+"""
+
+
+def zone_file() -> str:
+    lines = [f"$ORIGIN {ZONE}", "$TTL 30",
+             f"@ IN SOA ns-gza.{ZONE} hostmaster.{ZONE} 1 60 10 86400 5"]
+    lines += [f"@ IN NS {s.host}.{ZONE}" for s in SERVERS]
+    lines += [f"{s.host} IN A {s.ip}" for s in SERVERS]
+    lines.append('_generation IN TXT "0"')
+    return "\n".join(lines) + "\n"
+
+
+class LabDns:
+    """The lab's three name servers: idempotent ``up``/``down``, ``status``, per-server ``stop``/``start``."""
+
+    def __init__(self, lab: Lab | None = None, key_path: Path | None = None) -> None:
+        self.lab = lab or Lab()
+        self.key_path = key_path or default_key_path()
+
+    # ------------------------------------------------------------ helpers
+    def run(self, site: str, argv: list[str], *, check: bool = True, input: str | None = None,
+            timeout: float = 30) -> subprocess.CompletedProcess[str]:
+        r = self.lab.exec(server(site).host, argv, input=input, timeout=timeout)
+        if check and r.returncode != 0:
+            raise DnsLabError(f"{site} ({server(site).host}): `{shlex.join(argv)[:200]}` failed "
+                              f"(rc {r.returncode}): {(r.stderr or r.stdout).strip()[-600:]}")
+        return r
+
+    def _write(self, site: str, path: str, text: str, mode: str = "644") -> None:
+        self.run(site, ["/bin/sh", "-c", 'umask 077 && cat > "$1.tmp" && chmod "$2" "$1.tmp" && mv "$1.tmp" "$1"',
+                        "sh", path, mode], input=text)
+
+    def ensure_key(self) -> Path:
+        """Generate the TSIG key once (0600, in a 0700 directory); never printed."""
+        if self.key_path.exists():
+            return self.key_path
+        self.key_path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        r = subprocess.run(["tsig-keygen", "-a", "hmac-sha256", KEY_NAME], capture_output=True, text=True, check=False)
+        if r.returncode != 0:
+            raise DnsLabError(f"tsig-keygen failed (rc {r.returncode}): {r.stderr.strip()[-300:]}")
+        fd = os.open(self.key_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(r.stdout)
+        return self.key_path
+
+    def pid(self, site: str) -> int | None:
+        """The PID named wrote, if that process is still our named (else None)."""
+        r = self.run(site, ["cat", PID_FILE], check=False)
+        txt = r.stdout.strip()
+        if r.returncode != 0 or not txt.isdigit():
+            return None
+        try:
+            cmd = Path(f"/proc/{txt}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            return None
+        return int(txt) if cmd and cmd[0].endswith(b"named") and CONF.encode() in cmd else None
+
+    def running(self, site: str) -> bool:
+        return self.pid(site) is not None
+
+    # ------------------------------------------------------------ lifecycle
+    def up(self, *, timeout: float = 30) -> list[dict[str, object]]:
+        if not self.lab.is_up():
+            raise DnsLabError("the lab is not up (run `devcloud lab up`)")
+        from devcloud.lab.install import DNS_PACKAGES, ensure_packages
+
+        ensure_packages(DNS_PACKAGES)  # policy-rc.d keeps apt from starting the package's own named
+        key = self.ensure_key().read_text()
+        for ns in SERVERS:
+            self.lab.add_host(ns.host, ns.site, ip=ns.ip)  # idempotent
+        for ns in SERVERS:
+            self.run(ns.site, ["mkdir", "-p", "-m", "700", BASE])
+            self._write(ns.site, KEY_FILE, key, "600")
+            self._write(ns.site, CONF, named_conf(ns))
+            if self.run(ns.site, ["test", "-f", ZONE_FILE], check=False).returncode != 0:
+                self._write(ns.site, ZONE_FILE, zone_file())
+            self.start(ns.site, timeout=timeout)
+        return self.status()
+
+    def start(self, site: str, *, timeout: float = 30) -> None:
+        if self.running(site):
+            return
+        self.run(site, ["named-checkconf", CONF])
+        self.run(site, [NAMED, "-c", CONF, "-u", "root"])  # daemonizes; writes PID_FILE
+        ns = server(site)
+        wait_for(lambda: self.running(site) and self._answers(ns), timeout=timeout, interval=0.1,
+                 what=f"named on {ns.host} ({ns.ip}) answering")
+
+    def stop(self, site: str, *, timeout: float = 15) -> bool:
+        """Stop one server by the PID it wrote (SIGTERM, then SIGKILL); False if it was not running."""
+        pid = self.pid(site)
+        if pid is None:
+            return False
+        os.kill(pid, 15)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and Path(f"/proc/{pid}").exists():
+            time.sleep(0.05)
+        if Path(f"/proc/{pid}").exists():
+            os.kill(pid, 9)
+        self.run(site, ["rm", "-f", PID_FILE], check=False)
+        return True
+
+    def down(self, *, purge: bool = False) -> list[str]:
+        stopped = []
+        for ns in SERVERS:
+            try:
+                self.lab.host(ns.host)
+            except DevcloudError:
+                continue
+            if self.stop(ns.site):
+                stopped.append(ns.site)
+            if purge:
+                self.lab.remove_host(ns.host)
+        return stopped
+
+    def _answers(self, ns: NameServer) -> bool:
+        r = self.lab.exec(ns.host, ["dig", "+short", "+time=1", "+tries=1", f"@{ns.ip}", f"_generation.{ZONE}", "TXT"],
+                          timeout=5)
+        return r.returncode == 0 and bool(r.stdout.strip())
+
+    def status(self) -> list[dict[str, object]]:
+        out: list[dict[str, object]] = []
+        for ns in SERVERS:
+            try:
+                self.lab.host(ns.host)
+                present = True
+            except DevcloudError:
+                present = False
+            running = present and self.running(ns.site)
+            out.append({"site": ns.site, "host": ns.host, "ip": ns.ip, "running": running,
+                        "answering": running and self._answers(ns)})
+        return out
