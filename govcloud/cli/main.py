@@ -78,6 +78,7 @@ def cli(ctx: click.Context, root: Path | None, output: str, debug: bool, verbose
 
 def _register() -> None:
     from govcloud.cli.audit import audit
+    from govcloud.cli.dns import dns
     from govcloud.cli.exporter import exporter
     from govcloud.cli.failover import failover
     from govcloud.cli.hosts import hosts
@@ -94,6 +95,7 @@ def _register() -> None:
     cli.add_command(exporter)
     cli.add_command(failover)
     cli.add_command(migrate)
+    cli.add_command(dns)
 
 
 _register()

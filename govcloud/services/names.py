@@ -1,0 +1,228 @@
+"""Service names switched in the real zone: compare-and-swap on every site's server (docs/dns.md).
+
+Why a service of its own: migration cutover and rollback, and PostgreSQL failover and failback, all
+end by moving a name, and they must move it the same way. ``NameService`` plans each switch from what
+the servers answer (``govcloud.dns.switch``), sends one signed update per server that needs it, and
+returns only once every reachable server answers the new address, asked directly. It implements the
+engine's ``EndpointPort``, so the steps do not know whether a name or a file moved.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from govcloud.adapters.dns import NameServers, UpdateResult
+from govcloud.adapters.ports import ServiceEndpoint
+from govcloud.dns.stale import Freshness, ServerGeneration, classify
+from govcloud.dns.switch import (
+    Answer,
+    RecordChange,
+    SwitchPlan,
+    complete,
+    lagging,
+    plan_switch,
+)
+from govcloud.errors import DnsConflictError, DnsError
+from govcloud.model import DnsConfig, DnsServer
+
+log = logging.getLogger(__name__)
+
+CONVERGE_TIMEOUT_S = 10.0
+POLL_S = 0.01
+
+
+@dataclass(frozen=True)
+class SwitchReport:
+    """What one switch did, for the journal, the audit log and the metrics (no secrets)."""
+
+    name: str
+    expected: str | None
+    new: str
+    generation: int
+    sent: tuple[str, ...]  # sites updated now
+    already: tuple[str, ...]  # sites that answered the new address before anything was sent
+    unreachable: tuple[str, ...]  # sites skipped: stale until repaired
+    seconds: float  # from the first update until every reachable server answered the new address
+
+    def as_dict(self) -> dict[str, object]:
+        return {"name": self.name, "expected": self.expected, "new": self.new, "generation": self.generation,
+                "sent": list(self.sent), "already": list(self.already), "unreachable": list(self.unreachable),
+                "seconds": round(self.seconds, 4)}
+
+
+@dataclass(frozen=True)
+class ServerStatus:
+    site: str
+    address: str
+    generation: int | None
+    freshness: Freshness
+    error: str = ""
+
+
+@dataclass
+class NameService:
+    """The zone's names as the engine's endpoint port; ``on_switch`` receives every report (and refusal)."""
+
+    config: DnsConfig
+    servers: NameServers
+    ttl_of: Callable[[str], int] = field(default=lambda _service: 30)
+    on_switch: Callable[[SwitchReport], None] | None = None
+    converge_timeout: float = CONVERGE_TIMEOUT_S
+
+    def _each(self, fn: Callable[[DnsServer], Answer]) -> list[Answer]:
+        with ThreadPoolExecutor(max_workers=len(self.config.servers)) as pool:
+            return list(pool.map(fn, self.config.servers))
+
+    def answers(self, service: str) -> list[Answer]:
+        fqdn = self.config.name_of(service)
+        return self._each(lambda s: self.servers.answer(s, fqdn))
+
+    def generations(self) -> list[ServerGeneration]:
+        with ThreadPoolExecutor(max_workers=len(self.config.servers)) as pool:
+            gens = list(pool.map(lambda s: self.servers.generation(s, self.config.zone), self.config.servers))
+        return [ServerGeneration(s.site, g) for s, g in zip(self.config.servers, gens)]
+
+    # ---------------------------------------------------------------- checks
+    def preflight(self) -> None:
+        """Every server reachable, serving the zone, and accepting the key: an update holding only a
+        prerequisite (changes nothing). Raises DnsError naming the server and the reason."""
+        def probe(s: DnsServer) -> tuple[DnsServer, UpdateResult | DnsError]:
+            try:
+                return s, self.servers.probe(s, self.config.zone)
+            except DnsError as exc:
+                return s, exc
+
+        with ThreadPoolExecutor(max_workers=len(self.config.servers)) as pool:
+            results = list(pool.map(probe, self.config.servers))
+        problems: list[str] = []
+        hints: list[str] = []
+        for s, res in results:
+            if isinstance(res, DnsError):
+                problems.append(res.message)
+                hints.append(res.hint)
+            elif res.rcode == "NOTAUTH":
+                problems.append(f"DNS server {s.site} ({s.address} port {s.port}) does not serve zone {self.config.zone} (NOTAUTH)")
+                hints.append("load the zone on that server, or fix dns.zone in topology.yaml")
+            elif not res.ok:
+                problems.append(f"DNS server {s.site} ({s.address} port {s.port}) answered {res.rcode} to a "
+                                f"prerequisite-only update of {self.config.zone}")
+                hints.append("check the server's update-policy for the key")
+        if problems:
+            raise DnsError("; ".join(problems), hint=next((h for h in hints if h), ""))
+
+    # ---------------------------------------------------------------- EndpointPort
+    def lookup(self, service: str) -> ServiceEndpoint | None:
+        """What clients resolve now: the address the freshest answering server holds (None if absent)."""
+        answers = self.answers(service)
+        gens = {g.site: g.generation or 0 for g in self.generations()}
+        held = sorted(((gens.get(a.server.site, 0), a) for a in answers if a.addresses), key=lambda x: -x[0])
+        if not held:
+            return None
+        gen, best = held[0]
+        assert best.addresses
+        return ServiceEndpoint(service=service, address=min(best.addresses), port=0, site=best.server.site,
+                               version=gen, updated_at=datetime.now(UTC).isoformat(timespec="seconds"))
+
+    def switch(self, service: str, *, address: str, port: int, site: str = "", expect: str | None = None,
+               reason: str = "") -> ServiceEndpoint:
+        """Compare-and-swap ``service`` from ``expect`` ("" or None: absent) to ``address`` on every server."""
+        change = RecordChange(self.config.zone, service, expect or None, address, self.ttl_of(service))
+        plan = plan_switch(change, self.answers(service))
+        if plan.refused:
+            raise DnsConflictError(plan.refusal(), hint=_refusal_hint(plan))
+        report = self._apply(plan)
+        log.info("%s: %s (%s)", service, change.describe(), reason or "no reason given")
+        if self.on_switch is not None:
+            self.on_switch(report)
+        return ServiceEndpoint(service=service, address=address, port=port, site=site, version=report.generation,
+                               updated_at=datetime.now(UTC).isoformat(timespec="seconds"), reason=reason)
+
+    def _apply(self, plan: SwitchPlan) -> SwitchReport:
+        change = plan.change
+        newest = max((g.generation or 0 for g in self.generations()), default=0)
+        generation = newest + 1 if plan.to_send else newest
+        t0 = time.monotonic()
+        with ThreadPoolExecutor(max_workers=max(1, len(plan.to_send))) as pool:
+            results = list(pool.map(lambda p: self.servers.switch(p.server, change, generation), plan.to_send))
+        races = [r for r in results if r.prerequisite_failed]
+        failed = [r for r in results if not r.ok and not r.prerequisite_failed]
+        if failed:
+            raise DnsError("; ".join(f"DNS server {r.server.site} answered {r.rcode} to the update of {change.fqdn}"
+                                     for r in failed), hint="see the server's log; the switch can be re-run")
+        if races:
+            sites = ", ".join(r.server.site for r in races)
+            raise DnsConflictError(f"{change.fqdn} changed on {sites} while it was being switched (prerequisite "
+                                   f"{change.expected or '(absent)'} failed there)",
+                                   hint="someone else is switching this name: find out who, then re-run")
+        deadline = t0 + self.converge_timeout
+        while True:
+            answers = self.answers(change.label)
+            if complete(change, answers):
+                break
+            if time.monotonic() > deadline:
+                raise DnsError(f"{change.fqdn}: {', '.join(lagging(change, answers))} still answer the old address "
+                               f"{self.converge_timeout:.0f} s after the update", hint="check those servers' logs")
+            time.sleep(POLL_S)  # the servers have no change push: poll with a deadline
+        steps = {p.server.site: p.step.value for p in plan.servers}
+        return SwitchReport(change.fqdn, change.expected, change.new, generation,
+                            tuple(s for s, v in steps.items() if v == "send"),
+                            tuple(s for s, v in steps.items() if v == "done"),
+                            tuple(s for s, v in steps.items() if v == "unreachable"),
+                            time.monotonic() - t0)
+
+    # ---------------------------------------------------------------- status
+    def status(self) -> list[ServerStatus]:
+        gens = self.generations()
+        newest = max((g.generation or 0 for g in gens), default=0)
+        fresh = classify(newest, gens)
+        return [ServerStatus(s.site, s.address, g.generation, fresh[s.site],
+                             "" if g.generation is not None else "no answer")
+                for s, g in zip(self.config.servers, gens)]
+
+
+def _refusal_hint(plan: SwitchPlan) -> str:
+    if plan.conflicts:
+        return (f"find out who changed {plan.change.fqdn}; to take it over, set it back to "
+                f"{plan.change.expected or '(absent)'} on every server, then re-run")
+    return "start the DNS servers (devcloud lab dns status), then re-run"
+
+
+@dataclass(frozen=True)
+class RecordStatus:
+    """One managed name as every server answers it."""
+
+    name: str
+    ttl: int
+    answers: dict[str, list[str] | None]  # site -> addresses (None: no answer)
+
+    @property
+    def address(self) -> str | None:
+        held = {tuple(a) for a in self.answers.values() if a}
+        return held.pop()[0] if len(held) == 1 else None
+
+    @property
+    def agree(self) -> bool:
+        reachable = [tuple(a) for a in self.answers.values() if a is not None]
+        return bool(reachable) and len(set(reachable)) == 1 and all(len(a) == 1 for a in reachable)
+
+    def as_dict(self) -> dict[str, object]:
+        return {"name": self.name, "address": self.address, "ttl": self.ttl, "agree": self.agree,
+                "servers": self.answers}
+
+
+def records_status(names: NameService, services: list[str]) -> list[RecordStatus]:
+    """Every name of ``services`` that some server holds, with each server's answer."""
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        per_service = list(pool.map(names.answers, services))
+    out = []
+    for service, answers in zip(services, per_service):
+        if not any(a.addresses for a in answers):
+            continue
+        out.append(RecordStatus(names.config.name_of(service), names.ttl_of(service),
+                                {a.server.site: None if a.addresses is None else sorted(a.addresses) for a in answers}))
+    return out

@@ -1,0 +1,206 @@
+"""Service names on the lab's real BIND 9 servers (one primary per site), switched by RFC 2136 update.
+
+Every test uses its own name (``it-<random>``) and deletes it at the end with ``nsupdate`` and the key,
+the way an operator would. The servers are brought up by ``devcloud lab dns up`` (reused when running).
+"""
+
+from __future__ import annotations
+
+import secrets
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from devcloud.testing import require
+
+ZONE = "svc.gdgov.internal."
+
+
+@dataclass
+class Zone:
+    lab: Any
+    dns: Any  # devcloud.lab.dns.LabDns
+    names: Any  # govcloud.services.names.NameService
+    key_file: Path
+
+
+@pytest.fixture(scope="module")
+def zone() -> Iterator[Zone]:
+    from devcloud.lab.install import DNS_PACKAGES, ensure_packages
+
+    try:
+        ensure_packages(DNS_PACKAGES)
+    except Exception as exc:  # noqa: BLE001 - any install failure is a missing prerequisite here
+        require(False, f"BIND 9 is not installed and could not be: {exc}")
+    from devcloud.lab.dns import SERVERS, LabDns
+    from devcloud.lab.testing import lab_session
+    from govcloud.adapters.dns import DnsClient, load_key
+    from govcloud.model import DnsConfig, DnsServer
+    from govcloud.services.names import NameService
+
+    with lab_session() as lab:
+        dns = LabDns(lab)
+        dns.up()
+        config = DnsConfig(ZONE, tuple(DnsServer(s.site, s.ip) for s in SERVERS))
+        yield Zone(lab, dns, NameService(config, DnsClient(load_key(dns.key_path)), ttl_of=lambda _s: 5),
+                   dns.key_path)
+        for s in SERVERS:  # a test that stopped a server must not leave it stopped
+            dns.start(s.site)
+
+
+@pytest.fixture
+def label(zone: Zone) -> Iterator[str]:
+    name = f"it-{secrets.token_hex(4)}"
+    yield name
+    for s in zone.names.config.servers:
+        if zone.dns.running(s.site):
+            nsupdate(zone, s.address, f"update delete {name}.{ZONE} A")
+
+
+def nsupdate(zone: Zone, server: str, *commands: str) -> None:
+    """What an operator with the key would type (bind9-dnsutils' nsupdate over TCP)."""
+    script = "\n".join([f"server {server} 53", f"zone {ZONE}", *commands, "send", ""])
+    r = subprocess.run(["nsupdate", "-v", "-k", str(zone.key_file)], input=script, text=True, capture_output=True,
+                       timeout=30, check=False)
+    assert r.returncode == 0, r.stderr
+
+
+def dig(server: str, name: str) -> list[str]:
+    r = subprocess.run(["dig", "+short", "+norecurse", "+time=1", "+tries=1", f"@{server}", name, "A"],
+                       text=True, capture_output=True, timeout=10, check=False)
+    return sorted(r.stdout.split())
+
+
+def test_a_switch_reaches_every_server_and_a_rerun_sends_nothing(zone: Zone, label: str) -> None:
+    names = zone.names
+    first = names.switch(label, address="10.244.0.10", port=8080, expect=None)
+    assert first.address == "10.244.0.10"
+    for s in names.config.servers:
+        assert dig(s.address, f"{label}.{ZONE}") == ["10.244.0.10"], s.site
+    reports: list[Any] = []
+    names.on_switch = reports.append
+    try:
+        names.switch(label, address="10.244.0.11", port=8080, expect="10.244.0.10")
+        names.switch(label, address="10.244.0.11", port=8080, expect="10.244.0.10")  # a resumed run
+    finally:
+        names.on_switch = None
+    moved, again = reports
+    assert sorted(moved.sent) == ["gz-a", "gz-b", "st-a"] and moved.unreachable == ()
+    assert again.sent == () and sorted(again.already) == ["gz-a", "gz-b", "st-a"]
+    assert again.generation == moved.generation  # nothing was written the second time
+    for s in names.config.servers:
+        assert dig(s.address, f"{label}.{ZONE}") == ["10.244.0.11"], s.site
+
+
+def test_an_out_of_band_change_refuses_the_next_switch_and_keeps_its_value(zone: Zone, label: str) -> None:
+    from govcloud.errors import DnsConflictError
+
+    names = zone.names
+    names.switch(label, address="10.244.0.20", port=8080, expect=None)
+    gz_b = names.config.server("gz-b").address
+    nsupdate(zone, gz_b, f"update delete {label}.{ZONE} A", f"update add {label}.{ZONE} 5 A 10.9.9.9")
+    with pytest.raises(DnsConflictError) as err:
+        names.switch(label, address="10.244.0.21", port=8080, expect="10.244.0.20")
+    assert err.value.message == (f"{label}.{ZONE} was changed outside govcloud: expected 10.244.0.20, "
+                                 "gz-b answers 10.9.9.9; nothing was changed")
+    assert err.value.exit_code == 1
+    assert dig(gz_b, f"{label}.{ZONE}") == ["10.9.9.9"]
+    for site in ("gz-a", "st-a"):  # refused as a whole: no server took the new address
+        assert dig(names.config.server(site).address, f"{label}.{ZONE}") == ["10.244.0.20"]
+
+
+def test_a_stopped_server_is_skipped_then_reported_stale(zone: Zone, label: str) -> None:
+    from govcloud.dns.stale import Freshness
+
+    names = zone.names
+    names.switch(label, address="10.244.0.30", port=8080, expect=None)
+    assert zone.dns.stop("st-a")
+    try:
+        reports: list[Any] = []
+        names.on_switch = reports.append
+        names.switch(label, address="10.244.0.31", port=8080, expect="10.244.0.30")
+        names.on_switch = None
+        assert reports[0].unreachable == ("st-a",)
+        assert {s.site: s.freshness for s in names.status()}["st-a"] is Freshness.UNKNOWN
+    finally:
+        names.on_switch = None
+        zone.dns.start("st-a")
+    status = {s.site: s for s in names.status()}
+    assert status["st-a"].freshness is Freshness.STALE and status["gz-a"].freshness is Freshness.CURRENT
+    assert dig(names.config.server("st-a").address, f"{label}.{ZONE}") == ["10.244.0.30"]
+
+
+def test_preflight_names_the_server_and_the_reason(zone: Zone) -> None:
+    from govcloud.adapters.dns import DnsClient, TsigKey, load_key
+    from govcloud.errors import DnsError
+    from govcloud.services.names import NameService
+
+    names = zone.names
+    names.preflight()  # all three up, zone served, key accepted
+    key = load_key(zone.key_file)
+    wrong = NameService(names.config, DnsClient(replace(key, secret="A" * 43 + "=")))
+    with pytest.raises(DnsError, match=r"DNS server gz-a \(10\.240\.1\.53 port 53\) rejected the TSIG signature"):
+        wrong.preflight()
+    unknown = NameService(names.config, DnsClient(TsigKey("someone-else", key.algorithm, key.secret)))
+    with pytest.raises(DnsError, match="does not know the TSIG key 'someone-else'"):
+        unknown.preflight()
+    missing = NameService(replace(names.config, zone="nowhere.internal."), names.servers)
+    with pytest.raises(DnsError, match=r"DNS server gz-a \(10\.240\.1\.53 port 53\) does not serve zone nowhere\.internal\."):
+        missing.preflight()
+    assert zone.dns.stop("gz-b")
+    try:
+        with pytest.raises(DnsError, match=r"DNS server gz-b \(10\.240\.2\.53 port 53\) cannot be updated: connection refused"):
+            names.preflight()
+    finally:
+        zone.dns.start("gz-b")
+
+
+def test_the_key_never_reaches_output_and_servers_refuse_recursion(zone: Zone) -> None:
+    from govcloud.adapters.dns import load_key
+
+    key = load_key(zone.key_file)
+    assert key.secret not in repr(key)
+    assert oct(zone.key_file.stat().st_mode & 0o777) == "0o600"
+    srv = zone.names.config.server("gz-a").address
+    r = subprocess.run(["dig", "+time=1", "+tries=1", f"@{srv}", "example.com", "A"], text=True, capture_output=True,
+                       timeout=10, check=False)
+    assert "status: REFUSED" in r.stdout and "recursion requested but not available" in r.stdout
+
+
+def test_dns_status_lists_managed_names_and_exits_1_when_servers_disagree(zone: Zone, tmp_path: Path) -> None:
+    import json
+    import shutil
+
+    from click.testing import CliRunner
+
+    from govcloud.cli.main import cli
+
+    shutil.copytree(Path(__file__).resolve().parents[1] / "data" / "mini" / "inventories", tmp_path / "inventories")
+    (tmp_path / "govcloud.yaml").write_text("version: 1\n")
+    system = "hrss-si"
+    fqdn = f"{system}.{ZONE}"
+    for s in zone.names.config.servers:
+        nsupdate(zone, s.address, f"update delete {fqdn} A")
+    try:
+        zone.names.switch(system, address="10.244.0.40", port=8080, expect=None)
+        run = CliRunner().invoke(cli, ["--root", str(tmp_path), "--output", "json", "dns", "status",
+                                       "--key-file", str(zone.key_file)], catch_exceptions=False)
+        assert run.exit_code == 0, run.output
+        payload = json.loads(run.stdout)
+        rows = {r["name"]: r for r in payload["records"]}
+        assert rows[fqdn]["address"] == "10.244.0.40" and rows[fqdn]["agree"] and rows[fqdn]["ttl"] == 30
+        assert {s["site"] for s in payload["servers"]} == {"gz-a", "gz-b", "st-a"}
+        nsupdate(zone, zone.names.config.server("gz-b").address, f"update delete {fqdn} A",
+                 f"update add {fqdn} 30 A 10.9.9.9")
+        run = CliRunner().invoke(cli, ["--root", str(tmp_path), "dns", "status", "--key-file", str(zone.key_file)],
+                                 catch_exceptions=False)
+        assert run.exit_code == 1, run.output
+        assert "DISAGREE: gz-a=10.244.0.40, gz-b=10.9.9.9, st-a=10.244.0.40" in run.stdout
+        assert zone.names.servers._key.secret not in run.output  # noqa: SLF001 - the secret must not leak
+    finally:
+        for s in zone.names.config.servers:
+            nsupdate(zone, s.address, f"update delete {fqdn} A")
