@@ -80,6 +80,16 @@ class CloudSession:
         """The `openstack` CLI from the OpenStack venv."""
         return self.paths.venv / "bin" / "openstack"
 
+    @property
+    def disposable(self) -> bool:
+        """True if this session started the cloud and stops it at the end (which discards its state).
+
+        ``devcloud up`` always builds a fresh cloud, so what a test leaves in a disposable cloud is
+        gone with it. A test that runs after every other user of the cloud (``cloud_last``) may skip
+        deleting its objects one API call at a time; a developer's running cloud is never disposable.
+        """
+        return self.started and os.environ.get("DEVCLOUD_KEEP") != "1"
+
     def env(self) -> dict[str, str]:
         """Environment for openstacksdk / the CLI: this clouds.yaml, no stray OS_* variables."""
         env = {k: v for k, v in os.environ.items() if not k.startswith("OS_")}

@@ -20,12 +20,14 @@ def devcloud_cloud() -> Iterator[CloudSession]:
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Everything under tests/integration is an integration test; `lifecycle` tests run last.
+    """Everything under tests/integration is an integration test; `cloud_last`, then `lifecycle` run last.
 
     Lifecycle tests crash, reset or stop the shared cloud; run last, they cannot pull it from
-    under another module's tests.
+    under another module's tests. A `cloud_last` test runs just before them: no other test sees what
+    it leaves in the cloud, so in a cloud this session started (and resets) it need not delete it.
     """
     for item in items:
         if "tests/integration/" in str(item.fspath).replace("\\", "/"):
             item.add_marker(pytest.mark.integration)
-    items.sort(key=lambda item: item.get_closest_marker("lifecycle") is not None)
+    items.sort(key=lambda item: (item.get_closest_marker("lifecycle") is not None,
+                                 item.get_closest_marker("cloud_last") is not None))

@@ -10,7 +10,11 @@ own hostname, the service map pointing at the primary target (and having pointed
 before), a measured downtime in the journal, and the audit chain intact.
 
 The wave is large (50 systems, 96 legacy hosts, 170 servers): this module takes about 8 minutes.
-Everything it made is removed at the end (servers by tag, the legacy hosts, the landing zones).
+The legacy hosts are removed at the end. The cloud objects (servers by tag, the landing zones) are
+deleted too, unless the session started the cloud: the module runs after every other user of the
+cloud (`cloud_last`), and the lifecycle tests' reset or the session's `devcloud down` discards them
+with the cloud (deleting 170 servers and the landing zones one call at a time took 5 of the suite's
+minutes). A developer's running cloud is always cleaned.
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ import yaml
 from devcloud.procs import wait_for
 from devcloud.testing import CloudSession
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.cloud_last]
 
 REPO = Path(__file__).resolve().parents[2]
 SERVERS_PER_HOST = {"active-active": 2, "active-standby": 2, "single": 1}
@@ -79,7 +83,6 @@ def _sha_tree(lab: Any, host: str, path: str) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def example(devcloud_cloud: CloudSession, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Example]:
     from devcloud.lab.legacy import create_legacy, legacy_hosts, read_departments
-    from devcloud.lab.reconcile import reconcile
     from devcloud.lab.testing import lab_session, require_watcher
 
     root = tmp_path_factory.mktemp("example")
@@ -109,17 +112,26 @@ def example(devcloud_cloud: CloudSession, tmp_path_factory: pytest.TempPathFacto
             create_legacy(lab, root / "inventories", sorted(wave1))
             yield ex
         finally:
-            _delete_wave1_servers(devcloud_cloud, set(wave1))
             for h in hosts:
                 lab.remove_host(h.name)
-            reconcile(lab, clouds_yaml=devcloud_cloud.clouds_yaml)
-            depts = sorted({yaml.safe_load(f.read_text())["department"]["id"]
-                            for f in (root / "inventories" / "departments").glob("*.yaml")})
-            (root / "inventories" / "departments").rename(root / "departments.gone")
-            (root / "inventories" / "departments").mkdir()
-            # the example's departments left the inventory: prune exactly their landing zones
-            r = ex.govcloud("provision", "apply", "--prune", "--yes", *(f"--department={d}" for d in depts))
-            assert r.returncode == 0, r.stdout + r.stderr
+            if not devcloud_cloud.disposable:
+                _clean_cloud(ex, devcloud_cloud, set(wave1))
+
+
+def _clean_cloud(ex: Example, session: CloudSession, wave1: set[str]) -> None:
+    """Delete the wave's servers and prune the example's landing zones from a cloud that outlives the session."""
+    from devcloud.lab.reconcile import reconcile
+
+    root = ex.root
+    _delete_wave1_servers(session, wave1)
+    reconcile(ex.lab, clouds_yaml=session.clouds_yaml)
+    depts = sorted({yaml.safe_load(f.read_text())["department"]["id"]
+                    for f in (root / "inventories" / "departments").glob("*.yaml")})
+    (root / "inventories" / "departments").rename(root / "departments.gone")
+    (root / "inventories" / "departments").mkdir()
+    # the example's departments left the inventory: prune exactly their landing zones
+    r = ex.govcloud("provision", "apply", "--prune", "--yes", *(f"--department={d}" for d in depts))
+    assert r.returncode == 0, r.stdout + r.stderr
 
 
 def test_the_examples_first_wave_migrates_end_to_end(example: Example) -> None:
