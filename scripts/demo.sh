@@ -46,6 +46,9 @@ plan = yaml.safe_load(open("migration_plans/wave-plan.yaml"))
 print("\n".join(s["id"] for s in plan["waves"][0]["systems"]))')
 devcloud lab legacy --from inventories/ "${WAVE1[@]/#/--systems=}"
 
+step "devcloud lab dns up: one BIND 9 primary per site for the service zone svc.gdgov.internal."
+devcloud lab dns up
+
 step "govcloud migrate run: wave 1 (${#WAVE1[@]} systems) onto the cloud"
 # The example's windows are Saturday/Sunday nights (Asia/Shanghai): a weekday demo cuts over outside
 # them, which needs the explicit, audited --outside-window.
@@ -53,6 +56,8 @@ govcloud migrate run wave-plan --wave 1 --concurrency 8 --known-hosts "$LAB/know
   --ssh-key "$LAB/controller/id_ed25519" --control-path-dir "$LAB/cp" --outside-window
 step "govcloud migrate status: per-system outcome and measured downtime"
 govcloud migrate status wave-plan
+step "govcloud dns status: every system's name as each site's server answers it"
+govcloud dns status
 step "govcloud audit verify: the hash-chained audit log of the run"
 govcloud audit verify
 

@@ -68,6 +68,10 @@ def up(ctx: click.Context, hosts_per_site: int, do_install: bool, watch: bool) -
             click.echo(f"installed: {' '.join(installed)}")
     lb = _lab(ctx)
     _do(ctx, lambda: lb.up(hosts_per_site, watch=watch))
+    if do_install:  # the service-name servers come with the lab (they need BIND installed)
+        from devcloud.lab.dns import LabDns
+
+        _do(ctx, LabDns(lb).up)
     st = lb.status()
     click.echo(f"lab up in {time.monotonic() - t0:.2f}s: {len(st['hosts'])} hosts, known_hosts {st['known_hosts']}")
     w = st["watcher"]
@@ -141,6 +145,11 @@ def legacy(ctx: click.Context, inventory: Path, systems: tuple[str, ...], files:
     lb = _lab(ctx)
     t0 = time.monotonic()
     created = _do(ctx, lambda: create_legacy(lb, inventory, systems, files=files, size=file_size))
+    from devcloud.lab.dns import LabDns
+
+    names = LabDns(lb)
+    if any(s["running"] for s in names.status()):  # fresh legacy hosts: their systems' names start over
+        _do(ctx, lambda: names.forget(sorted({h.meta.get("system", "") for h in created} - {""})))
     total = len(lb.hosts(kind="legacy"))
     click.echo(f"legacy: {len(created)} hosts created ({total} in total) in {time.monotonic() - t0:.2f}s")
     for h in created:

@@ -17,14 +17,13 @@ import os
 import shlex
 import subprocess
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 from devcloud.errors import DevcloudError
 from devcloud.lab.api import Lab
+from devcloud.lab.nameservers import SERVERS, ZONE, NameServer
 from devcloud.procs import wait_for
 
-ZONE = "svc.gdgov.internal."
 KEY_NAME = "govcloud-key"
 BASE = "/srv/dns"
 CONF = f"{BASE}/named.conf"
@@ -37,21 +36,6 @@ NAMED = "/usr/sbin/named"
 
 class DnsLabError(DevcloudError):
     """A lab DNS operation failed; the message names the server and the command's output."""
-
-
-@dataclass(frozen=True)
-class NameServer:
-    site: str
-    host: str  # lab host key
-    ip: str
-
-
-#: one authoritative primary per site (inventories/topology.yaml `dns.servers` names the same addresses)
-SERVERS: tuple[NameServer, ...] = (
-    NameServer("gz-a", "ns-gza", "10.240.1.53"),
-    NameServer("gz-b", "ns-gzb", "10.240.2.53"),
-    NameServer("st-a", "ns-sta", "10.240.3.53"),
-)
 
 
 def server(site: str) -> NameServer:
@@ -231,3 +215,17 @@ class LabDns:
             out.append({"site": ns.site, "host": ns.host, "ip": ns.ip, "running": running,
                         "answering": running and self._answers(ns)})
         return out
+
+    def forget(self, labels: list[str]) -> None:
+        """Delete these names from every running server (a lab reset, e.g. before a demo runs again)."""
+        if not labels:
+            return
+        for ns in SERVERS:
+            if not self.running(ns.site):
+                continue
+            script = "\n".join([f"server {ns.ip} 53", f"zone {ZONE}",
+                                *(f"update delete {label}.{ZONE} A" for label in labels), "send", ""])
+            r = subprocess.run(["nsupdate", "-v", "-k", str(self.key_path)], input=script, text=True,
+                               capture_output=True, timeout=60, check=False)
+            if r.returncode != 0:
+                raise DnsLabError(f"{ns.site}: nsupdate failed (rc {r.returncode}): {r.stderr.strip()[-300:]}")

@@ -26,6 +26,7 @@ from pathlib import Path
 from string import Template
 
 from devcloud.lab import net
+from devcloud.lab.nameservers import resolv_conf
 from devcloud.lab.state import HostSpec
 from devcloud.procs import ProcessRegistry
 from devcloud.procs import process_starttime as _starttime
@@ -132,6 +133,7 @@ def prepare_host_dir(files: LabFiles, h: HostSpec) -> Path:
     os.chmod(ak, 0o600)
     _render("sshd_config", d / "etc" / "sshd_config", hostdir=str(d))
     _render("ssh_config", d / "etc" / "ssh_config", known_hosts=str(files.known_hosts))
+    (d / "etc" / "resolv.conf").write_text(resolv_conf(h.site))  # bind-mounted by host-init.sh
     return d
 
 

@@ -21,6 +21,7 @@ import yaml
 
 from devcloud.lab import net
 from devcloud.lab.api import Lab
+from devcloud.lab.nameservers import ZONE
 from devcloud.lab.state import HostSpec
 
 APP_PORT = 8080
@@ -38,6 +39,7 @@ class LegacyHost:
     user: str
     role: str
     data: tuple[str, ...]
+    depends_on: tuple[str, ...] = ()
 
 
 def read_departments(root: Path) -> list[dict[str, Any]]:
@@ -71,6 +73,7 @@ def legacy_hosts(departments: Iterable[dict[str, Any]], systems: Sequence[str] =
                         system=sid, department=dept, name=str(h["name"]), address=str(h["address"]),
                         port=int(h.get("port", 22)), user=str(h.get("user", "root")), role=str(h.get("role", "app")),
                         data=tuple(str(p) for p in h.get("data", []) or []),
+                        depends_on=tuple(str(d) for d in s.get("depends_on", []) or []),
                     )
                 )
     missing = wanted - seen_sys
@@ -123,7 +126,8 @@ def install_app(lab: Lab, h: LegacyHost) -> None:
     app = host_srv(lab, h.name) / "app"
     app.mkdir(parents=True, exist_ok=True)
     shutil.copy2(SAMPLEAPP, app / "sampleapp.py")
-    (app / "app.json").write_text(json.dumps({"name": h.system, "port": APP_PORT, "data": list(h.data)}, indent=2))
+    config = {"name": h.system, "port": APP_PORT, "data": list(h.data), "depends_on": list(h.depends_on), "zone": ZONE}
+    (app / "app.json").write_text(json.dumps(config, indent=2))
 
 
 def app_control(lab: Lab, key: str, action: str) -> tuple[int, dict[str, Any]]:

@@ -10,7 +10,9 @@ The lab copies this file to ``/srv/app/sampleapp.py`` of each legacy host, next 
     python3 /srv/app/sampleapp.py serve    # foreground
 
 HTTP (inside the host's netns, port from app.json):
-    GET /health            -> 200 {"status": "ok", "hostname", "app", "data": {path: {files, bytes}}, ...}
+    GET /health            -> 200 {"status": "ok", "hostname", "app", "data": {path: {files, bytes}},
+                                   "dependencies": {dep: {name, address, reachable, checked_at}}, ...}
+With ``"depends_on": [ids]`` (and ``"zone"``) in app.json, each dependency is called by name every 3 s.
     GET /<data path>/<f>   -> the file's bytes (only below the configured data paths)
     GET /                  -> 200 JSON list of every served file with its size
 The PID file and log live next to this script (``/srv/app/sampleapp.pid``, ``sampleapp.log``).
@@ -25,6 +27,7 @@ import socket
 import socketserver
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from http import HTTPStatus
@@ -46,6 +49,45 @@ def load_config() -> dict[str, Any]:
     return cfg
 
 
+DEP_INTERVAL_S = 3.0  # how often each declared dependency is called by name
+
+
+class Dependencies:
+    """Calls each declared dependency by its service name (``<dep>.<zone>``, through the host's
+    resolv.conf: the lab's DNS servers) every few seconds, so a name switch is visible from the client
+    side, and the traffic is real TCP between lab hosts."""
+
+    def __init__(self, names: list[str], zone: str, port: int) -> None:
+        self.names, self.zone, self.port = names, zone.rstrip("."), port
+        self.state: dict[str, dict[str, Any]] = {}
+        self.lock = threading.Lock()
+
+    def check(self, name: str) -> dict[str, Any]:
+        fqdn = f"{name}.{self.zone}"
+        out: dict[str, Any] = {"name": fqdn, "address": None, "reachable": False, "checked_at": time.time()}
+        try:
+            out["address"] = socket.getaddrinfo(fqdn, self.port, socket.AF_INET, socket.SOCK_STREAM)[0][4][0]
+            opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+            with opener.open(f"http://{out['address']}:{self.port}/health", timeout=2) as r:
+                out["reachable"] = r.status == 200
+                out["app"] = json.loads(r.read()).get("app")
+        except (OSError, ValueError) as exc:
+            out["error"] = f"{type(exc).__name__}: {exc}"[:200]
+        return out
+
+    def loop(self) -> None:
+        while True:
+            for name in self.names:
+                result = self.check(name)
+                with self.lock:
+                    self.state[name] = result
+            time.sleep(DEP_INTERVAL_S)
+
+    def snapshot(self) -> dict[str, dict[str, Any]]:
+        with self.lock:
+            return dict(self.state)
+
+
 def data_summary(paths: list[str]) -> dict[str, dict[str, int]]:
     out: dict[str, dict[str, int]] = {}
     for p in paths:
@@ -64,6 +106,7 @@ def data_summary(paths: list[str]) -> dict[str, dict[str, int]]:
 class Handler(BaseHTTPRequestHandler):
     server_version = "govcloud-sampleapp/1"
     cfg: dict[str, Any] = {}
+    deps: Dependencies | None = None
     started = time.time()
 
     def log_message(self, fmt: str, *args: Any) -> None:  # to the log file, not stderr noise
@@ -90,6 +133,7 @@ class Handler(BaseHTTPRequestHandler):
                     "pid": os.getpid(),
                     "uptime_s": round(time.time() - self.started, 3),
                     "data": data_summary(data),
+                    "dependencies": self.deps.snapshot() if self.deps else {},
                 }
             )
             return
@@ -132,6 +176,9 @@ def _on_term(signum: int, frame: Any) -> None:
 def serve() -> int:
     cfg = load_config()
     Handler.cfg = cfg
+    if cfg.get("depends_on"):
+        Handler.deps = Dependencies(list(cfg["depends_on"]), str(cfg.get("zone", "svc.gdgov.internal.")), int(cfg["port"]))
+        threading.Thread(target=Handler.deps.loop, name="dependencies", daemon=True).start()
     httpd = Server(("0.0.0.0", int(cfg["port"])), Handler)  # inside the host's netns only
     signal.signal(signal.SIGTERM, _on_term)
     try:

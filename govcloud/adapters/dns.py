@@ -33,7 +33,7 @@ from govcloud.model import DnsServer
 
 QUERY_TIMEOUT_S = 1.0
 UPDATE_TIMEOUT_S = 3.0
-_KEY_RE = re.compile(r'key\s+"?([A-Za-z0-9._-]+)"?\s*\{[^}]*?algorithm\s+([a-z0-9-]+)\s*;[^}]*?secret\s+"([^"]+)"\s*;', re.S)
+_KEY_RE = re.compile(r'key\s+"?([A-Za-z0-9._-]+)"?\s*\{[^}]*?algorithm\s+([a-z0-9-]+)\s*;[^}]*?secret\s+"([^"]+)"\s*;', re.DOTALL)
 
 
 @dataclass(frozen=True)

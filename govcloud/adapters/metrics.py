@@ -56,6 +56,8 @@ class MetricSpec:
 
 STEP_BUCKETS: tuple[float, ...] = (1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 7200, 14400)
 DOWNTIME_BUCKETS: tuple[float, ...] = (1, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
+DNS_BUCKETS: tuple[float, ...] = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+FACT_DNS = ("switch", "refused")  # facts of step "dns": a switch report, or a refusal
 DECISIONS: tuple[str, ...] = ("hold", "failover", "refuse", "failback")
 FACT_BYTES = "bytes_sent"  # fact a sync step records (bytes transferred by that sync)
 FACT_DOWNTIME = "downtime_seconds"  # fact the verify step records (source stopped -> target healthy)
@@ -80,6 +82,11 @@ METRICS: tuple[MetricSpec, ...] = (
                "Systems of the wave in cutover or verified (source stopped, not yet done).", "journal"),
     MetricSpec("govcloud_migration_window_end_timestamp_seconds", "gauge", ("plan", "wave"),
                "Unix time the wave's maintenance window ends, as recorded by its cutover.", "journal"),
+    MetricSpec("govcloud_dns_updates_total", "counter", ("result",),
+               "Service-name switches by result: ok, or refused (the record was changed outside govcloud).", "journal"),
+    MetricSpec("govcloud_dns_switch_seconds", "histogram", (),
+               "Switch latency: from the first update until every reachable server answers the new address.",
+               "journal"),
     MetricSpec("govcloud_site_reachable", "gauge", ("source_site", "target_site", "target_region"),
                "1 when the last probe from source_site connected to target_site's probe host, else 0.", "probes"),
     MetricSpec("govcloud_probe_latency_seconds", "gauge", ("source_site", "target_site"),
@@ -168,6 +175,7 @@ class MigrationView:
     downtimes: tuple[float, ...] = ()
     synced_bytes: Mapping[tuple[str, int], float] = field(default_factory=dict)
     window_end: Mapping[tuple[str, int], float] = field(default_factory=dict)
+    dns: tuple[tuple[str, float | None], ...] = ()  # (result, seconds) per name switch
 
 
 def read_migration(journal: Journal) -> MigrationView:
@@ -179,6 +187,7 @@ def read_migration(journal: Journal) -> MigrationView:
     downtimes: list[float] = []
     synced: dict[tuple[str, int], float] = defaultdict(float)
     window_end: dict[tuple[str, int], float] = {}
+    dns: list[tuple[str, float | None]] = []
     for s in systems:
         plan, system, wave = str(s["plan"]), str(s["system"]), int(s["wave"])
         rows.append((plan, wave, str(s["state"])))
@@ -196,11 +205,15 @@ def read_migration(journal: Journal) -> MigrationView:
                 synced[(plan, wave)] += float(value)
             elif key == FACT_DOWNTIME and isinstance(value, int | float):
                 downtimes.append(float(value))
+            elif f.get("step") == "dns" and key in FACT_DNS:
+                secs = value.get("seconds") if isinstance(value, dict) else None
+                dns.append(("ok" if key == "switch" else "refused", float(secs) if isinstance(secs, int | float) else None))
             elif key == FACT_WINDOW_END and isinstance(value, int | float | str):
                 end = float(value) if not isinstance(value, str) else _ts(value)
                 window_end[(plan, wave)] = end
     active = tuple((str(r["plan"]), int(r["wave"])) for r in journal.runs() if r["status"] == "running")
-    return MigrationView(tuple(rows), active, progress, tuple(steps), tuple(downtimes), dict(synced), window_end)
+    return MigrationView(tuple(rows), active, progress, tuple(steps), tuple(downtimes), dict(synced), window_end,
+                         tuple(dns))
 
 
 def migration_families(view: MigrationView) -> list[Metric]:
@@ -235,7 +248,13 @@ def migration_families(view: MigrationView) -> list[Metric]:
         durations.add_metric([action, result], _buckets(vals, STEP_BUCKETS), sum(vals))
     downtime = _family("govcloud_migration_cutover_downtime_seconds")
     downtime.add_metric([], _buckets(view.downtimes, DOWNTIME_BUCKETS), sum(view.downtimes))
-    return [systems, runs, cut, progress, synced, window, durations, downtime]
+    updates = _family("govcloud_dns_updates_total")
+    for result in ("ok", "refused"):
+        updates.add_metric([result], sum(1 for r, _ in view.dns if r == result))
+    switch_s = [secs for r, secs in view.dns if r == "ok" and secs is not None]
+    latency = _family("govcloud_dns_switch_seconds")
+    latency.add_metric([], _buckets(switch_s, DNS_BUCKETS), sum(switch_s))
+    return [systems, runs, cut, progress, synced, window, durations, downtime, updates, latency]
 
 
 class JournalCollector(Collector):

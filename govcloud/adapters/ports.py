@@ -101,6 +101,9 @@ class HealthPort(Protocol):
 class EndpointPort(Protocol):
     """Where a service's clients find it; every switch is a compare-and-swap on the current address."""
 
+    def check(self) -> None:
+        """Raise (naming the server and the reason) if a switch could not be made now; changes nothing."""
+
     def lookup(self, service: str) -> ServiceEndpoint | None: ...
 
     def switch(self, service: str, *, address: str, port: int, site: str = "", expect: str | None = None,

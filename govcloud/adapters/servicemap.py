@@ -133,6 +133,9 @@ class ServiceMap:
         finally:
             os.close(dfd)
 
+    def check(self) -> None:
+        """The map is a local file: nothing to check before a switch."""
+
     def switch(self, service: str, *, address: str, port: int, site: str = "", expect: str | None = None,
                reason: str = "") -> Endpoint:
         """Point ``service`` at ``address:port``; idempotent when it already points there.

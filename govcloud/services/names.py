@@ -116,6 +116,9 @@ class NameService:
             raise DnsError("; ".join(problems), hint=next((h for h in hints if h), ""))
 
     # ---------------------------------------------------------------- EndpointPort
+    def check(self) -> None:
+        self.preflight()
+
     def lookup(self, service: str) -> ServiceEndpoint | None:
         """What clients resolve now: the address the freshest answering server holds (None if absent)."""
         answers = self.answers(service)

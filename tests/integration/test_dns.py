@@ -204,3 +204,57 @@ def test_dns_status_lists_managed_names_and_exits_1_when_servers_disagree(zone: 
     finally:
         for s in zone.names.config.servers:
             nsupdate(zone, s.address, f"update delete {fqdn} A")
+
+
+def test_a_client_in_another_site_follows_a_switch_by_name_and_its_app_reaches_the_new_address(
+        zone: Zone, label: str) -> None:
+    """Two servers of a service (gz-a, gz-b) and a client in st-a whose sample app depends on it by name.
+
+    The client resolves through its own resolv.conf (st-a's server first); after the switch it resolves
+    the new address within TTL + 2 s, and its app's /health shows the dependency reachable there.
+    """
+    import json
+    import time
+
+    from devcloud.lab.legacy import LegacyHost, app_control, install_app
+
+    lab = zone.lab
+    hosts = {"svc-a": "gz-a", "svc-b": "gz-b", "client": "st-a"}
+    made = {}
+    try:
+        for key, site in hosts.items():
+            made[key] = lab.add_host(f"dnsit-{key}", site)
+            deps = (label,) if key == "client" else ()
+            install_app(lab, LegacyHost(label if key != "client" else "client", "it", f"dnsit-{key}", made[key].ip, 22,
+                                        "root", "app", (), deps))
+            assert app_control(lab, f"dnsit-{key}", "start")[0] == 0
+        client = "dnsit-client"
+        assert "nameserver 10.240.3.53" in lab.exec(client, ["head", "-2", "/etc/resolv.conf"]).stdout  # own site first
+
+        def resolved() -> str:
+            r = lab.exec(client, ["getent", "ahostsv4", f"{label}.{ZONE}"])
+            return r.stdout.split()[0] if r.returncode == 0 and r.stdout else ""
+
+        def dependency() -> dict[str, Any]:
+            r = lab.exec(client, ["python3", "-c", "import json,urllib.request;print(urllib.request.urlopen("
+                                  "'http://127.0.0.1:8080/health',timeout=2).read().decode())"])
+            return dict(json.loads(r.stdout)["dependencies"].get(label, {}))
+
+        old, new = made["svc-a"].ip, made["svc-b"].ip
+        zone.names.switch(label, address=old, port=8080, expect=None)
+        deadline = time.monotonic() + 5 + 2 + 3  # TTL + 2 s, plus one of the app's 3 s check intervals
+        while not (resolved() == old and dependency().get("address") == old and dependency().get("reachable")):
+            assert time.monotonic() < deadline, (resolved(), dependency())
+            time.sleep(0.2)
+        switched_at = time.monotonic()
+        zone.names.switch(label, address=new, port=8080, expect=old)
+        while resolved() != new:
+            assert time.monotonic() - switched_at < 5 + 2, f"client still resolves {resolved()}"
+            time.sleep(0.1)
+        while not (dependency().get("address") == new and dependency().get("reachable")):
+            assert time.monotonic() - switched_at < 5 + 2 + 3, dependency()
+            time.sleep(0.2)
+        assert dependency().get("app") == label
+    finally:
+        for key in made:
+            lab.remove_host(f"dnsit-{key}")

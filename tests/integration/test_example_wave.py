@@ -6,8 +6,9 @@ provision apply` of every landing zone, the wave's legacy hosts (sample app + ge
 wave and without trusting the engine's own verdict: the servers Nova holds under the migration's tag
 (as many as the placement needs, no duplicates), for every target the sha256 of every file under each
 data path equal to the legacy host's, the app's /health answering on the target under the target's
-own hostname, the service map pointing at the primary target (and having pointed at the legacy host
-before), a measured downtime in the journal, and the audit chain intact.
+own hostname, the system's name answered by every site's DNS server (asked directly) as the primary
+target's address (and published first with the legacy host's), a measured downtime in the journal,
+and the audit chain intact.
 
 The wave is large (50 systems, 96 legacy hosts, 170 servers): this module takes about 8 minutes.
 The legacy hosts are removed at the end. The cloud objects (servers by tag, the landing zones) are
@@ -82,6 +83,7 @@ def _sha_tree(lab: Any, host: str, path: str) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def example(devcloud_cloud: CloudSession, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Example]:
+    from devcloud.lab.dns import LabDns
     from devcloud.lab.legacy import create_legacy, legacy_hosts, read_departments
     from devcloud.lab.testing import lab_session, require_watcher
 
@@ -103,6 +105,9 @@ def example(devcloud_cloud: CloudSession, tmp_path_factory: pytest.TempPathFacto
                      for s in yaml.safe_load(f.read_text())["systems"]}
         ex.systems = {sid: inventory[sid] for sid in sorted(wave1)}
         _delete_wave1_servers(devcloud_cloud, set(wave1))  # leftovers of an earlier demo or session
+        dns = LabDns(lab)
+        dns.up()
+        dns.forget(sorted(wave1))  # names an earlier demo or session left pointing at its targets
         hosts = legacy_hosts(read_departments(root / "inventories"), sorted(wave1))
         for h in hosts:  # fresh legacy hosts: an earlier demo may have left them stopped after its cutover
             lab.remove_host(h.name)
@@ -147,7 +152,13 @@ def test_the_examples_first_wave_migrates_end_to_end(example: Example) -> None:
     from devcloud.lab.testing import http_get
 
     journal = example.root / ".govcloud" / "journal.sqlite"
-    smap = json.loads((example.root / ".govcloud" / "service-map.json").read_text())["services"]
+    from devcloud.lab.dns import SERVERS, ZONE
+
+    def answered(sid: str) -> set[tuple[str, ...]]:
+        return {tuple(sorted(subprocess.run(["dig", "+short", "+norecurse", "+time=1", "+tries=2", f"@{ns.ip}",
+                                             f"{sid}.{ZONE}", "A"], text=True, capture_output=True, timeout=10,
+                                            check=False).stdout.split())) for ns in SERVERS}
+
     servers = _wave1_servers(example.session, set(example.systems))
     names = [s.name for _, s in servers]
     assert len(names) == len(set(names)), "duplicate servers"
@@ -173,8 +184,12 @@ def test_the_examples_first_wave_migrates_end_to_end(example: Example) -> None:
             # the endpoint moved from one of the system's legacy hosts to one of its primary-site targets
             primaries = {t["ip"] for t in targets if t["primary"]}
             legacy = {h["address"] for h in system["hosts"]}
-            assert smap[sid]["address"] in primaries, (sid, smap[sid], primaries)
-            assert smap[sid]["history"][-1]["address"] in legacy, (sid, smap[sid], legacy)
+            names = answered(sid)
+            assert len(names) == 1 and len(next(iter(names))) == 1 and next(iter(names))[0] in primaries, (sid, names)
+            switches = [json.loads(v) for (v,) in db.execute(
+                "SELECT value FROM facts WHERE system = ? AND step = 'dns' AND key = 'switch' ORDER BY id", (sid,))]
+            assert switches[0]["expected"] is None and switches[0]["new"] in legacy, (sid, switches)
+            assert switches[-1]["expected"] in legacy and switches[-1]["new"] in primaries, (sid, switches)
             downtime = fact(sid, "downtime_seconds")
             assert downtime is not None and 0 < downtime < 60, (sid, downtime)
     r = example.govcloud("audit", "verify")

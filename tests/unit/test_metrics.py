@@ -267,3 +267,19 @@ def test_cli_exporter_serves_then_stops_cleanly_on_sigterm(tmp_path: Path) -> No
         if p.poll() is None:
             p.kill()
             p.wait(timeout=10)
+
+
+def test_name_switches_and_refusals_are_counted_with_their_latency(tmp_path: Path) -> None:
+    path = tmp_path / "journal.sqlite"
+    with Journal(path, actor="test@host") as j:
+        run = j.start_run("p1", 1)
+        j.ensure_system("p1", "hrss-web", 1)
+        for secs in (0.004, 0.03):
+            j.record_fact(run, "p1", "hrss-web", "dns", "switch", {"name": "hrss-web.svc.", "seconds": secs})
+        j.record_fact(run, "p1", "hrss-web", "dns", "refused", {"error": "changed outside govcloud"})
+        j.record_fact(run, "p1", "hrss-web", "other", "switch", {"seconds": 99})  # not a dns fact
+    got = scrape(build_registry(path, lambda: None, lambda: None))
+    assert got["govcloud_dns_updates_total"] == {(("result", "ok"),): 2, (("result", "refused"),): 1}
+    assert got["govcloud_dns_switch_seconds_count"] == {(): 2}
+    assert got["govcloud_dns_switch_seconds_bucket"][(("le", "0.01"),)] == 1
+    assert got["govcloud_dns_switch_seconds_bucket"][(("le", "0.05"),)] == 2

@@ -14,7 +14,7 @@ from govcloud.adapters.faults import kill_at
 from govcloud.adapters.health import HttpHealth
 from govcloud.adapters.hosts import SSHHosts, public_key_line
 from govcloud.adapters.journal import Journal, journal_path
-from govcloud.adapters.ports import CloudPort
+from govcloud.adapters.ports import CloudPort, EndpointPort
 from govcloud.adapters.servicemap import ServiceMap, default_path
 from govcloud.adapters.target_config import AnsibleTargetConfig
 from govcloud.errors import InvalidInputError, RefusedError
@@ -45,7 +45,14 @@ def real_ports(root: Path, options: MigrateOptions, inventory: Inventory, target
 
     configure = AnsibleTargetConfig(project_dir=PLAYBOOKS, state_dir=state_dir(), ssh_key=target_key or Path(),
                                     known_hosts=options.known_hosts, control_path_dir=options.control_path_dir)
-    return Ports(hosts=SSHHosts(), health=HttpHealth(), endpoints=ServiceMap(options.service_map or default_path(root)),
+    endpoints: EndpointPort
+    if inventory.topology.dns is not None:
+        from govcloud.services.names_app import name_service
+
+        endpoints = name_service(inventory)
+    else:  # an inventory without a zone (docs/dns.md): the local service map
+        endpoints = ServiceMap(options.service_map or default_path(root))
+    return Ports(hosts=SSHHosts(), health=HttpHealth(), endpoints=endpoints,
                  configure=configure, open_cloud=open_cloud, fault=kill_at)
 
 
@@ -63,8 +70,28 @@ def open_run(root: Path, options: MigrateOptions, reporter: Reporter | None = No
         ops = ops_key()[0]
         legacy_key, target_key = options.ssh_key or ops, options.target_key or ops
     keys = Keys(legacy=legacy_key, target=target_key, target_public=public_key_line(target_key))
-    return RunContext(plan, wave, work, options, ports or real_ports(root, options, inventory, target_key), keys,
-                      journal_path(root, options.journal), reporter)
+    ctx = RunContext(plan, wave, work, options, ports or real_ports(root, options, inventory, target_key), keys,
+                     journal_path(root, options.journal), reporter)
+    _journal_name_switches(ctx)
+    return ctx
+
+
+def _journal_name_switches(ctx: RunContext) -> None:
+    """Every name switch (which servers took it, how long until all answered) becomes a journal fact:
+    the exporter's ``govcloud_dns_*`` metrics are read from these."""
+    from govcloud.services.names import NameService, SwitchReport
+
+    names = ctx.ports.endpoints
+    if not isinstance(names, NameService):
+        return
+    systems = {w.id for w in ctx.work}
+
+    def record(report: SwitchReport) -> None:
+        system = report.name.split(".", 1)[0]
+        if system in systems:
+            ctx.record(system, "dns", "switch", report.as_dict())
+
+    names.on_switch = record
 
 
 def run(root: Path, options: MigrateOptions, reporter: Reporter | None = None) -> RunSummary:

@@ -9,7 +9,7 @@ import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
-from govcloud.errors import MigrationError, SSHError
+from govcloud.errors import DnsConflictError, MigrationError, SSHError
 from govcloud.migrate.records import Target
 from govcloud.model import Host
 from govcloud.services.migration.context import RunContext
@@ -54,9 +54,15 @@ def wait_healthy(ctx: RunContext, addresses: Sequence[str], timeout: float) -> l
 
 def switch_endpoint(ctx: RunContext, w: Work, *, to: str, site: str, expect: str, reason: str,
                     audit_reason: str = "") -> None:
-    """Compare-and-swap the system's endpoint from ``expect`` to ``to``, audited."""
-    ctx.ports.endpoints.switch(w.id, address=to, port=ctx.options.app_port, site=site, expect=expect, reason=reason)
+    """Compare-and-swap the system's endpoint from ``expect`` to ``to``, audited; a refusal (the
+    record was changed by someone else) is audited too, and nothing is changed."""
     detail = {"from": expect, "to": to, **({"reason": audit_reason} if audit_reason else {})}
+    try:
+        ctx.ports.endpoints.switch(w.id, address=to, port=ctx.options.app_port, site=site, expect=expect, reason=reason)
+    except DnsConflictError as exc:
+        ctx.audit("service_map.switch", w.id, "refused", {**detail, "error": exc.message})
+        ctx.record(w.id, "dns", "refused", {"from": expect, "to": to, "error": exc.message})
+        raise
     ctx.audit("service_map.switch", w.id, "ok", detail)
 
 

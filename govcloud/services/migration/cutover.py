@@ -96,9 +96,8 @@ def _switch(ctx: RunContext, w: Work, primary: Target) -> None:
         cur = ctx.ports.endpoints.lookup(w.id)
     assert cur is not None
     expect = cur.address if cur.address in (legacy_addr, primary.ip) else legacy_addr
-    ctx.ports.endpoints.switch(w.id, address=primary.ip, port=ctx.options.app_port, site=primary.site, expect=expect,
-                               reason=f"cutover {ctx.run_id}")
-    ctx.audit("service_map.switch", w.id, "ok", {"from": legacy_addr, "to": primary.ip})
+    ctx.record(w.id, "cutover", "switch_intent", {"from": expect, "to": primary.ip})
+    apps.switch_endpoint(ctx, w, to=primary.ip, site=primary.site, expect=expect, reason=f"cutover {ctx.run_id}")
 
 
 def _stopped_at(ctx: RunContext, w: Work) -> float | None:

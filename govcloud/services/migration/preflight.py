@@ -37,6 +37,7 @@ def run(ctx: RunContext, works: list[Work]) -> None:
     problems: Problems = {w.id: [] for w in works}
     sizes = _check_hosts(ctx, works, problems)
     _check_dependencies(ctx, works, problems)
+    _check_names(ctx, works, problems)
     try:
         _check_cloud(ctx, works, problems)
     except GovcloudError as exc:
@@ -44,6 +45,27 @@ def run(ctx: RunContext, works: list[Work]) -> None:
             problems[w.id].append(f"{w.id}: the cloud could not be checked: {exc.message}; fix: "
                                   f"{exc.hint or 'check clouds.yaml'}")
     _record(ctx, works, intents, problems, sizes)
+    _publish_names(ctx, works)
+
+
+def _check_names(ctx: RunContext, works: list[Work], problems: Problems) -> None:
+    """The name servers reachable, serving the zone and accepting the key (an update of prerequisites only)."""
+    try:
+        ctx.ports.endpoints.check()
+    except GovcloudError as exc:
+        for w in works:
+            problems[w.id].append(f"{w.id}: service names cannot be switched: {exc.message}; fix: "
+                                  f"{exc.hint or 'check the DNS servers'}")
+
+
+def _publish_names(ctx: RunContext, works: list[Work]) -> None:
+    """A system whose name is not published yet gets its legacy address (absent -> legacy, a
+    compare-and-swap): clients resolve it before the cutover moves it."""
+    for w in works:
+        if ctx.ports.endpoints.lookup(w.id) is None:
+            ctx.ports.endpoints.switch(w.id, address=w.endpoint_host.address, port=ctx.options.app_port, site="legacy",
+                                       expect=None, reason=f"published by migration {ctx.run_id}")
+            ctx.audit("endpoint.publish", w.id, "ok", {"to": w.endpoint_host.address})
 
 
 def _record(ctx: RunContext, works: list[Work], intents: dict[str, int], problems: Problems,
