@@ -25,6 +25,7 @@ import dns.rdatatype
 import dns.tsig
 import dns.tsigkeyring
 import dns.update
+import dns.zone
 
 from govcloud.dns.stale import GENERATION_LABEL, parse_generation
 from govcloud.dns.switch import Answer, RecordChange
@@ -98,8 +99,9 @@ class NameServers(Protocol):
     def answer(self, server: DnsServer, fqdn: str) -> Answer: ...
     def generation(self, server: DnsServer, zone: str) -> int | None: ...
     def switch(self, server: DnsServer, change: RecordChange, generation: int) -> UpdateResult: ...
-    def set_records(self, server: DnsServer, zone: str, records: tuple[tuple[str, str, int], ...],
-                    generation: int) -> UpdateResult: ...
+    def records(self, server: DnsServer, zone: str) -> dict[str, tuple[frozenset[str], int]]: ...
+    def repair(self, server: DnsServer, zone: str, stale_generation: int, wanted: dict[str, tuple[str, int]],
+               remove: tuple[str, ...], generation: int) -> UpdateResult: ...
     def probe(self, server: DnsServer, zone: str) -> UpdateResult: ...
 
 
@@ -148,6 +150,36 @@ class DnsClient:
         texts = [b"".join(rr.strings).decode() for rrset in r.answer if rrset.rdtype == dns.rdatatype.TXT for rr in rrset]
         return 0 if not texts and r.flags & dns.flags.AA else parse_generation(texts)
 
+    def records(self, server: DnsServer, zone: str) -> dict[str, tuple[frozenset[str], int]]:
+        """Every A record of the zone on one server (label -> addresses, TTL), by a signed AXFR."""
+        try:
+            z = dns.zone.from_xfr(dns.query.xfr(server.address, zone, port=server.port, keyring=self._ring,
+                                                keyname=dns.name.from_text(self._key.name),
+                                                keyalgorithm=dns.tsig.HMAC_SHA256, timeout=self.update_timeout,
+                                                lifetime=self.update_timeout * 3))
+        except (dns.exception.DNSException, OSError) as exc:
+            raise DnsError(f"{_where(server)}: the zone {zone} cannot be read: {_reason(exc)}",
+                           hint="the server must allow transfers signed with the key") from None
+        out: dict[str, tuple[frozenset[str], int]] = {}
+        for name, rdataset in z.iterate_rdatasets(dns.rdatatype.A):
+            label = name.to_text()
+            if label != "@" and not label.startswith("ns-"):
+                out[label] = (frozenset(rr.address for rr in rdataset), int(rdataset.ttl))
+        return out
+
+    def repair(self, server: DnsServer, zone: str, stale_generation: int, wanted: dict[str, tuple[str, int]],
+               remove: tuple[str, ...], generation: int) -> UpdateResult:
+        """Bring a stale server to ``wanted`` (label -> address, TTL) in one update, only if it still
+        holds ``stale_generation`` (a concurrent repair or switch makes it refuse)."""
+        u = self._message(zone)
+        u.present(GENERATION_LABEL, "TXT", str(stale_generation))
+        for label, (address, ttl) in sorted(wanted.items()):
+            u.replace(label, ttl, "A", address)
+        for label in remove:
+            u.delete(label, "A")
+        u.replace(GENERATION_LABEL, 30, "TXT", str(generation))
+        return self._send(server, u)
+
     # ---------------------------------------------------------------- updates
     def _message(self, zone: str) -> dns.update.UpdateMessage:
         return dns.update.UpdateMessage(zone, keyring=self._ring, keyname=dns.name.from_text(self._key.name),
@@ -177,15 +209,6 @@ class DnsClient:
             u.present(change.label, "A", change.expected)
         u.replace(change.label, change.ttl, "A", change.new)
         u.replace(GENERATION_LABEL, change.ttl, "TXT", str(generation))
-        return self._send(server, u)
-
-    def set_records(self, server: DnsServer, zone: str, records: tuple[tuple[str, str, int], ...],
-                    generation: int) -> UpdateResult:
-        """Repair a stale server: every (label, address, ttl) and the generation, in one update."""
-        u = self._message(zone)
-        for label, address, ttl in records:
-            u.replace(label, ttl, "A", address)
-        u.replace(GENERATION_LABEL, min((t for _, _, t in records), default=30), "TXT", str(generation))
         return self._send(server, u)
 
     def probe(self, server: DnsServer, zone: str) -> UpdateResult:

@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 
 from govcloud.adapters.dns import NameServers, UpdateResult
 from govcloud.adapters.ports import ServiceEndpoint
-from govcloud.dns.stale import Freshness, ServerGeneration, classify
+from govcloud.dns.stale import Freshness, ServerGeneration, classify, repair_for
 from govcloud.dns.switch import (
     Answer,
     RecordChange,
@@ -135,6 +135,7 @@ class NameService:
                reason: str = "") -> ServiceEndpoint:
         """Compare-and-swap ``service`` from ``expect`` ("" or None: absent) to ``address`` on every server."""
         change = RecordChange(self.config.zone, service, expect or None, address, self.ttl_of(service))
+        self.repair()  # a server that missed earlier switches is made current before it is compared
         plan = plan_switch(change, self.answers(service))
         if plan.refused:
             raise DnsConflictError(plan.refusal(), hint=_refusal_hint(plan))
@@ -177,6 +178,31 @@ class NameService:
                             tuple(s for s, v in steps.items() if v == "done"),
                             tuple(s for s, v in steps.items() if v == "unreachable"),
                             time.monotonic() - t0)
+
+    # ---------------------------------------------------------------- stale servers
+    def repair(self) -> tuple[str, ...]:
+        """Bring every stale reachable server to a current server's names (docs/dns.md); the sites repaired."""
+        gens = self.generations()
+        newest = max((g.generation or 0 for g in gens), default=0)
+        fresh = classify(newest, gens)
+        stale = [g for g in gens if fresh[g.site] is Freshness.STALE]
+        current = next((g for g in gens if fresh[g.site] is Freshness.CURRENT), None)
+        if not stale or current is None:
+            return ()
+        source = self.servers.records(self.config.server(current.site), self.config.zone)
+        done = []
+        for g in stale:
+            srv = self.config.server(g.site)
+            fix = repair_for(g.site, source, self.servers.records(srv, self.config.zone), g.generation or 0, newest)
+            result = self.servers.repair(srv, self.config.zone, fix.stale_generation, fix.wanted, fix.remove,
+                                         fix.generation)
+            if not result.ok:
+                raise DnsError(f"DNS server {g.site} could not be repaired from {current.site}: {result.rcode}",
+                               hint="another switch or repair ran at the same time: re-run")
+            log.info("DNS server %s repaired from %s: %d name(s) set, %d removed, generation %d -> %d", g.site,
+                     current.site, len(fix.wanted), len(fix.remove), fix.stale_generation, fix.generation)
+            done.append(g.site)
+        return tuple(done)
 
     # ---------------------------------------------------------------- status
     def status(self) -> list[ServerStatus]:

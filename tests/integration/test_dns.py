@@ -131,7 +131,13 @@ def test_a_stopped_server_is_skipped_then_reported_stale(zone: Zone, label: str)
         zone.dns.start("st-a")
     status = {s.site: s for s in names.status()}
     assert status["st-a"].freshness is Freshness.STALE and status["gz-a"].freshness is Freshness.CURRENT
-    assert dig(names.config.server("st-a").address, f"{label}.{ZONE}") == ["10.244.0.30"]
+    st_a = names.config.server("st-a").address
+    assert dig(st_a, f"{label}.{ZONE}") == ["10.244.0.30"]
+    # the next switch repairs st-a from a current server first, then switches everywhere
+    names.switch(label, address="10.244.0.32", port=8080, expect="10.244.0.31")
+    assert all(s.freshness is Freshness.CURRENT for s in names.status())
+    for s in names.config.servers:
+        assert dig(s.address, f"{label}.{ZONE}") == ["10.244.0.32"], s.site
 
 
 def test_preflight_names_the_server_and_the_reason(zone: Zone) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from govcloud.dns.stale import Freshness, ServerGeneration, classify, parse_generation, repairs
+from govcloud.dns.stale import Freshness, ServerGeneration, classify, parse_generation, repair_for
 from govcloud.dns.switch import Answer, RecordChange, ServerStep, complete, lagging, plan_switch
 from govcloud.model import DnsServer
 
@@ -70,9 +70,17 @@ def test_the_stale_server_rule() -> None:
             ServerGeneration("x", 9)]
     assert classify(7, gens) == {"gz-a": Freshness.CURRENT, "gz-b": Freshness.STALE, "st-a": Freshness.UNKNOWN,
                                  "x": Freshness.AHEAD}
-    fix = repairs(7, gens, {"pg": "10.240.2.12", "hrss-si": "10.244.0.12"})
-    assert [(r.site, r.records, r.generation) for r in fix] == [
-        ("gz-b", (("hrss-si", "10.244.0.12"), ("pg", "10.240.2.12")), 7)]
+
+
+def test_a_repair_makes_the_stale_server_hold_what_the_current_one_holds() -> None:
+    current = {"pg": (frozenset({"10.240.2.12"}), 30), "hrss-si": (frozenset({"10.244.0.12"}), 5),
+               "multi": (frozenset({"10.1.1.1", "10.1.1.2"}), 30), "same": (frozenset({"10.0.0.1"}), 30)}
+    stale = {"pg": (frozenset({"10.240.1.12"}), 30), "same": (frozenset({"10.0.0.1"}), 30),
+             "gone": (frozenset({"10.0.0.9"}), 30)}
+    fix = repair_for("gz-a", current, stale, 5, 7)
+    assert fix.wanted == {"pg": ("10.240.2.12", 30), "hrss-si": ("10.244.0.12", 5)}
+    assert fix.remove == ("gone",) and (fix.stale_generation, fix.generation) == (5, 7) and not fix.empty
+    assert repair_for("gz-a", current, {**current}, 7, 7).empty
 
 
 def test_generation_text_must_be_one_whole_number() -> None:
