@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from govcloud.adapters.journal import Journal
 from govcloud.errors import MigrationError, OutsideWindowError, PreflightError
 from govcloud.inventory import load_inventory
 from govcloud.migrate.state import Action, Event, State
@@ -252,3 +253,72 @@ def test_every_crash_point_of_the_engine_is_reached_in_a_run(env: tuple[World, P
     assert run_wave(env).ok
     reached = {f.split("@")[0] for f in w.faults}
     assert set(CRASH_POINTS) - reached == set()
+
+
+class _NamesDown:
+    """The endpoint port as the name service sees DNS servers that do not answer (fault injection)."""
+
+    def __init__(self, inner: object) -> None:
+        self.inner = inner
+
+    def check(self) -> None:
+        from govcloud.errors import DnsError
+
+        raise DnsError("DNS server gz-b (10.240.2.53 port 53) cannot be updated: connection refused (not running?)",
+                       hint="check that the server runs and is reachable from the controller")
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.inner, name)
+
+
+def test_names_that_cannot_be_switched_stop_the_migration_before_anything_is_provisioned(
+        env: tuple[World, Path]) -> None:
+    w, tmp = env
+    ports = w.ports()
+    ports.endpoints = _NamesDown(ports.endpoints)  # type: ignore[assignment]
+    ctx = open_run(MIG, options(tmp, ("tmig-db",)), inventory=INVENTORY, ports=ports)
+    with pytest.raises(PreflightError) as err:
+        driver.execute(ctx)
+    assert err.value.exit_code == 1 and "nothing was provisioned" in err.value.message
+    assert err.value.problems == ("tmig-db: service names cannot be switched: DNS server gz-b (10.240.2.53 port 53) "
+                                  "cannot be updated: connection refused (not running?); fix: check that the server "
+                                  "runs and is reachable from the controller",)
+    assert w.cloud.boots == []
+
+
+class _ChangedOutOfBand:
+    """Someone moved the name to another address just before the cutover's switch (fault injection:
+    the real refusal is tested against BIND in tests/integration/test_dns.py)."""
+
+    def __init__(self, inner: object, system: str) -> None:
+        self.inner, self.system = inner, system
+
+    def switch(self, service: str, *, address: str, port: int, site: str = "", expect: str | None = None,
+               reason: str = "") -> object:
+        from govcloud.errors import DnsConflictError
+
+        if service == self.system and site != "legacy":
+            raise DnsConflictError(f"{service}.svc.gdgov.internal. was changed outside govcloud: expected {expect}, "
+                                   "gz-b answers 10.9.9.9; nothing was changed")
+        return self.inner.switch(service, address=address, port=port, site=site, expect=expect,  # type: ignore[attr-defined]
+                                 reason=reason)
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.inner, name)
+
+
+def test_a_refused_switch_keeps_the_system_on_its_legacy_host_and_is_audited(env: tuple[World, Path]) -> None:
+    w, tmp = env
+    ports = w.ports()
+    ports.endpoints = _ChangedOutOfBand(ports.endpoints, "tmig-db")  # type: ignore[assignment]
+    ctx = open_run(MIG, options(tmp, ("tmig-db",)), inventory=INVENTORY, ports=ports)
+    summary = driver.execute(ctx)
+    assert not summary.ok
+    assert w.hosts.by_address["10.240.31.10"].running  # the legacy app is serving again
+    ep = w.endpoints.lookup("tmig-db")
+    assert ep is not None and ep.address == "10.240.31.10"
+    with Journal(tmp / "journal.sqlite", actor="test") as journal:
+        refused = [r for r in journal.audit_records() if r.action == "service_map.switch" and r.result == "refused"]
+        facts = journal.facts(ctx.plan.name, "tmig-db", "refused")
+    assert refused and "changed outside govcloud" in str(refused[0].detail["error"])
+    assert facts and facts[0]["step"] == "dns"
