@@ -10,6 +10,7 @@ engine's ``EndpointPort``, so the steps do not know whether a name or a file mov
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -73,6 +74,9 @@ class NameService:
     ttl_of: Callable[[str], int] = field(default=lambda _service: 30)
     on_switch: Callable[[SwitchReport], None] | None = None
     converge_timeout: float = CONVERGE_TIMEOUT_S
+    # one switch at a time per process: each takes the next generation, and two switches sharing one
+    # would hide a server that missed either (several controllers: issue 17)
+    _switching: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
     def _each(self, fn: Callable[[DnsServer], Answer]) -> list[Answer]:
         with ThreadPoolExecutor(max_workers=len(self.config.servers)) as pool:
@@ -135,11 +139,12 @@ class NameService:
                reason: str = "") -> ServiceEndpoint:
         """Compare-and-swap ``service`` from ``expect`` ("" or None: absent) to ``address`` on every server."""
         change = RecordChange(self.config.zone, service, expect or None, address, self.ttl_of(service))
-        self.repair()  # a server that missed earlier switches is made current before it is compared
-        plan = plan_switch(change, self.answers(service))
-        if plan.refused:
-            raise DnsConflictError(plan.refusal(), hint=_refusal_hint(plan))
-        report = self._apply(plan)
+        with self._switching:
+            self.repair()  # a server that missed earlier switches is made current before it is compared
+            plan = plan_switch(change, self.answers(service))
+            if plan.refused:
+                raise DnsConflictError(plan.refusal(), hint=_refusal_hint(plan))
+            report = self._apply(plan)
         log.info("%s: %s (%s)", service, change.describe(), reason or "no reason given")
         if self.on_switch is not None:
             self.on_switch(report)

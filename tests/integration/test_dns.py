@@ -264,3 +264,22 @@ def test_a_client_in_another_site_follows_a_switch_by_name_and_its_app_reaches_t
     finally:
         for key in made:
             lab.remove_host(f"dnsit-{key}")
+
+
+def test_concurrent_switches_each_take_their_own_generation(zone: Zone) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    names = zone.names
+    labels = [f"it-{secrets.token_hex(4)}" for _ in range(6)]
+    reports: list[Any] = []
+    names.on_switch = reports.append
+    try:
+        before = max(g.generation or 0 for g in names.generations())
+        with ThreadPoolExecutor(max_workers=6) as pool:
+            list(pool.map(lambda lb: names.switch(lb, address="10.244.0.50", port=8080, expect=None), labels))
+        assert sorted(r.generation for r in reports) == list(range(before + 1, before + 7))
+        assert {g.generation for g in names.generations()} == {before + 6}
+    finally:
+        names.on_switch = None
+        for s in names.config.servers:
+            nsupdate(zone, s.address, *(f"update delete {lb}.{ZONE} A" for lb in labels))
