@@ -494,9 +494,12 @@ def known_hosts_lines(known_hosts: Path, entry: str) -> list[str]:
 
 
 def _home(session: SSHSession) -> str:
-    home = session.run('printf %s "$HOME"').stdout.strip()
+    result = session.run('printf %s "$HOME"')
+    home = result.stdout.strip()
     if not home.startswith("/"):
-        raise SSHError(f"cannot find the home directory of {session.endpoint.user} on {session.endpoint.label}",
+        raise SSHError(f"cannot find the home directory of {session.endpoint.user} on {session.endpoint.label}: "
+                       f"`printf %s \"$HOME\"` printed {home[:80]!r} (stderr {result.stderr.strip()[:200]!r})",
+                       hint="the step is retried on resume; a repeat means the host's login environment is broken",
                        host=session.endpoint.address)
     return home
 
