@@ -12,7 +12,8 @@ The lab copies this file to ``/srv/app/sampleapp.py`` of each legacy host, next 
 HTTP (inside the host's netns, port from app.json):
     GET /health            -> 200 {"status": "ok", "hostname", "app", "data": {path: {files, bytes}},
                                    "dependencies": {dep: {name, address, reachable, checked_at}}, ...}
-With ``"depends_on": [ids]`` (and ``"zone"``) in app.json, each dependency is called by name every 3 s.
+    GET /ping              -> 200 {"status": "ok", "app"} (cheap: what dependants call)
+With ``"depends_on": [ids]`` (and ``"zone"``) in app.json, each dependency's /ping is called by name every 5 s.
     GET /<data path>/<f>   -> the file's bytes (only below the configured data paths)
     GET /                  -> 200 JSON list of every served file with its size
 The PID file and log live next to this script (``/srv/app/sampleapp.pid``, ``sampleapp.log``).
@@ -49,7 +50,7 @@ def load_config() -> dict[str, Any]:
     return cfg
 
 
-DEP_INTERVAL_S = 3.0  # how often each declared dependency is called by name
+DEP_INTERVAL_S = 5.0  # how often each declared dependency is called by name (/ping: no data walk)
 
 
 class Dependencies:
@@ -68,7 +69,7 @@ class Dependencies:
         try:
             out["address"] = socket.getaddrinfo(fqdn, self.port, socket.AF_INET, socket.SOCK_STREAM)[0][4][0]
             opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-            with opener.open(f"http://{out['address']}:{self.port}/health", timeout=2) as r:
+            with opener.open(f"http://{out['address']}:{self.port}/ping", timeout=2) as r:
                 out["reachable"] = r.status == 200
                 out["app"] = json.loads(r.read()).get("app")
         except (OSError, ValueError) as exc:
@@ -124,6 +125,9 @@ class Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:  # noqa: N802 - http.server's naming
         path = self.path.split("?", 1)[0]
         data = [str(Path(p)) for p in self.cfg["data"]]
+        if path == "/ping":  # what dependants call every few seconds: cheap, no walk of the data paths
+            self._json({"status": "ok", "app": self.cfg["name"]})
+            return
         if path == "/health":
             self._json(
                 {
