@@ -140,20 +140,19 @@ class NameService:
         """Compare-and-swap ``service`` from ``expect`` ("" or None: absent) to ``address`` on every server."""
         change = RecordChange(self.config.zone, service, expect or None, address, self.ttl_of(service))
         with self._switching:
-            self.repair()  # a server that missed earlier switches is made current before it is compared
+            _, newest = self._repair()  # a server that missed earlier switches is made current before it is compared
             plan = plan_switch(change, self.answers(service))
             if plan.refused:
                 raise DnsConflictError(plan.refusal(), hint=_refusal_hint(plan))
-            report = self._apply(plan)
+            report = self._apply(plan, newest)
         log.info("%s: %s (%s)", service, change.describe(), reason or "no reason given")
         if self.on_switch is not None:
             self.on_switch(report)
         return ServiceEndpoint(service=service, address=address, port=port, site=site, version=report.generation,
                                updated_at=datetime.now(UTC).isoformat(timespec="seconds"), reason=reason)
 
-    def _apply(self, plan: SwitchPlan) -> SwitchReport:
+    def _apply(self, plan: SwitchPlan, newest: int) -> SwitchReport:
         change = plan.change
-        newest = max((g.generation or 0 for g in self.generations()), default=0)
         generation = newest + 1 if plan.to_send else newest
         t0 = time.monotonic()
         with ThreadPoolExecutor(max_workers=max(1, len(plan.to_send))) as pool:
@@ -187,13 +186,17 @@ class NameService:
     # ---------------------------------------------------------------- stale servers
     def repair(self) -> tuple[str, ...]:
         """Bring every stale reachable server to a current server's names (docs/dns.md); the sites repaired."""
+        return self._repair()[0]
+
+    def _repair(self) -> tuple[tuple[str, ...], int]:
+        """The sites repaired, and the zone's newest generation (every server asked once)."""
         gens = self.generations()
         newest = max((g.generation or 0 for g in gens), default=0)
         fresh = classify(newest, gens)
         stale = [g for g in gens if fresh[g.site] is Freshness.STALE]
         current = next((g for g in gens if fresh[g.site] is Freshness.CURRENT), None)
         if not stale or current is None:
-            return ()
+            return (), newest
         source = self.servers.records(self.config.server(current.site), self.config.zone)
         done = []
         for g in stale:
@@ -207,7 +210,7 @@ class NameService:
             log.info("DNS server %s repaired from %s: %d name(s) set, %d removed, generation %d -> %d", g.site,
                      current.site, len(fix.wanted), len(fix.remove), fix.stale_generation, fix.generation)
             done.append(g.site)
-        return tuple(done)
+        return tuple(done), newest
 
     # ---------------------------------------------------------------- status
     def status(self) -> list[ServerStatus]:
