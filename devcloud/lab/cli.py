@@ -325,7 +325,8 @@ def dns_down(ctx: click.Context, purge: bool) -> None:
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
 def dns_status(ctx: click.Context, as_json: bool) -> None:
-    """Each server: host, address, running, answering for the zone. Exit 1 unless all answer."""
+    """Each server: host, address, running, answering for the zone, serving clients (its guard's
+    decision and why). Exit 1 unless all answer and serve."""
     from devcloud.lab.dns import LabDns
 
     st = _do(ctx, lambda: LabDns(_lab(ctx)).status())
@@ -333,11 +334,13 @@ def dns_status(ctx: click.Context, as_json: bool) -> None:
         click.echo(json.dumps(st, indent=2))
     else:
         _print_dns(st)
-    if not all(s["answering"] for s in st):
+    if not all(s["answering"] and s["serving_clients"] for s in st):
         sys.exit(1)
 
 
 def _print_dns(st: list[dict[str, Any]]) -> None:
     for s in st:
-        state = "answering" if s["answering"] else ("running" if s["running"] else "STOPPED")
-        click.echo(f"  {s['site']:<6} {s['host']:<8} {s['ip']:<15} {state}")
+        state = ("serving" if s["serving_clients"] else "WITHDRAWN") if s["answering"] else (
+            "running" if s["running"] else "STOPPED")
+        guard = f"guard: {s['guard_reason'] or 'running'}" if s["guard"] else "guard: NOT RUNNING"
+        click.echo(f"  {s['site']:<6} {s['host']:<8} {s['ip']:<15} {state:<9} {guard}")

@@ -6,6 +6,11 @@ HMAC-SHA256). No transfers between them: a site that is down never holds a switc
 loss can switch names in st-a alone. Recursion is off, each listens only on its lab address, and
 ``update-policy`` grants the key the service zone only.
 
+Each server has a guard beside it (``govcloud dns guard``, property (c) of docs/dns.md): it withdraws the
+server from clients while the site is cut off or behind, repairs it, and lets it serve again. A server
+(re)starts withdrawn; its guard opens it once it holds the newest generation. govcloud's own queries
+are signed and always answered.
+
 Files live in each host's ``/srv/dns`` (outside the repository). The key is generated once with
 ``tsig-keygen`` into govcloud's state directory (0600), where ``govcloud`` reads it, and copied 0600
 into each server. ``named`` is started by us and stopped by the PID it wrote, never by name.
@@ -13,9 +18,11 @@ into each server. ``named`` is started by us and stopped by the PID it wrote, ne
 
 from __future__ import annotations
 
+import json
 import os
 import shlex
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -31,7 +38,11 @@ ZONE_FILE = f"{BASE}/zone.db"
 PID_FILE = f"{BASE}/named.pid"
 LOG = f"{BASE}/named.log"
 KEY_FILE = f"{BASE}/key.conf"
+ACL_FILE = f"{BASE}/clients.conf"  # written by the guard: acl govcloud_clients { any | none; }
+GUARD_CONF = f"{BASE}/guard.conf.json"
 NAMED = "/usr/sbin/named"
+WITNESS = ("10.240.0.2", 9478)  # the controller's lab address: a reset from it proves contact too
+REPO = Path(__file__).resolve().parents[2]
 
 
 class DnsLabError(DevcloudError):
@@ -59,6 +70,7 @@ def named_conf(ns: NameServer) -> str:
     zone = ZONE.rstrip(".")
     return f"""// lab DNS server of {ns.site}: authoritative only, on its lab address only
 include "{KEY_FILE}";
+include "{ACL_FILE}";
 options {{
     directory "{BASE}";
     pid-file "{PID_FILE}";
@@ -66,6 +78,7 @@ options {{
     listen-on-v6 {{ none; }};
     recursion no;
     allow-recursion {{ none; }};
+    allow-query {{ key {KEY_NAME}; govcloud_clients; }};  // clients only while the guard says so
     allow-transfer {{ key {KEY_NAME}; }};  // govcloud reads a current server's zone to repair a stale one
     notify no;
     dnssec-validation no;
@@ -84,6 +97,23 @@ zone "{zone}" {{
     update-policy {{ grant {KEY_NAME} zonesub ANY; }};
 }};
 """
+
+
+def guard_conf(ns: NameServer, srv: Path) -> str:
+    """The guard's configuration. ``srv`` is the controller-side directory that is ``/srv`` in the
+    server's host: the guard runs in the host's network namespace only (the host's own /root hides
+    the interpreter), so it names the server's files by their controller-side paths."""
+    base = srv / "dns"
+    return json.dumps({
+        "site": ns.site, "zone": ZONE, "acl_file": str(base / "clients.conf"),
+        "named_pid_file": str(base / "named.pid"), "key_file": str(base / "key.conf"),
+        "status_file": str(base / "guard-status.json"), "witness": list(WITNESS),
+        "servers": [{"site": s.site, "region": s.site.split("-")[0], "address": s.ip} for s in SERVERS],
+        "policy": {"lease_s": 2.0, "repair_after_s": 1.5, "interval_s": 0.5}, "probe_timeout_s": 0.3,
+    }, indent=2) + "\n"
+
+
+WITHDRAWN_ACL = "acl govcloud_clients { none; };\n"
 
 
 def zone_file() -> str:
@@ -161,17 +191,101 @@ class LabDns:
                 self.stop(ns.site)  # a changed configuration needs a restart (no rndc channel: controls {})
             if self.run(ns.site, ["test", "-f", ZONE_FILE], check=False).returncode != 0:
                 self._write(ns.site, ZONE_FILE, zone_file())
+            self._write(ns.site, GUARD_CONF, guard_conf(ns, self._srv(ns.host)))
             self.start(ns.site, timeout=timeout)
+        for ns in SERVERS:
+            self.start_guard(ns.site)
+        for ns in SERVERS:
+            self.wait_serving(ns.site, timeout=timeout)
         return self.status()
+
+    def wait_serving(self, site: str, *, timeout: float = 30) -> None:
+        """Until the server answers clients again (its guard found it current)."""
+        ns = server(site)
+        try:
+            wait_for(lambda: self._answers(ns, signed=False), timeout=timeout, interval=0.1,
+                     what=f"the guard of {ns.host} letting it answer clients")
+        except TimeoutError as exc:
+            raise DnsLabError(f"{exc}: {self.guard_status(site).get('reason', 'no guard status')} "
+                              f"(log: {self._guard_file(site, 'guard.log')})") from None
 
     def start(self, site: str, *, timeout: float = 30) -> None:
         if self.running(site):
             return
+        self._write(site, ACL_FILE, WITHDRAWN_ACL)  # a (re)started server serves only once its guard says so
         self.run(site, ["named-checkconf", CONF])
         self.run(site, [NAMED, "-c", CONF, "-u", "root"])  # daemonizes; writes PID_FILE
         ns = server(site)
-        wait_for(lambda: self.running(site) and self._answers(ns), timeout=timeout, interval=0.1,
-                 what=f"named on {ns.host} ({ns.ip}) answering")
+        try:
+            wait_for(lambda: self.running(site) and self._answers(ns), timeout=timeout, interval=0.1,
+                     what=f"named on {ns.host} ({ns.ip}) answering")
+        except TimeoutError as exc:
+            log = (self._srv(ns.host) / "dns" / "named.log")
+            tail = log.read_text(errors="replace").strip()[-600:] if log.exists() else "(no log)"
+            raise DnsLabError(f"{exc}; {log}: {tail}") from None
+
+    # ------------------------------------------------------------ guards
+    def _srv(self, host: str) -> Path:
+        return self.lab.files.host(host) / "srv"
+
+    def _guard_file(self, site: str, name: str) -> Path:
+        return self._srv(server(site).host) / "dns" / name
+
+    def guard_pid(self, site: str) -> int | None:
+        """The PID the guard wrote, if that process is still our guard (else None)."""
+        try:
+            txt = self._guard_file(site, "guard.pid").read_text().strip()
+            cmd = Path(f"/proc/{txt}/cmdline").read_bytes().split(b"\0")
+        except (OSError, ValueError):
+            return None
+        conf = str(self._guard_file(site, "guard.conf.json")).encode()
+        return int(txt) if txt.isdigit() and b"guard" in cmd and conf in cmd else None
+
+    def start_guard(self, site: str, *, timeout: float = 30) -> None:
+        """Start the guard in the server's network namespace (``ip netns exec``), detached."""
+        if self.guard_pid(site) is not None:
+            return
+        ns = server(site)
+        log_path = self._guard_file(site, "guard.log")
+        argv = ["ip", "netns", "exec", self._netns(ns.host), sys.executable, "-m", "govcloud", "dns", "guard",
+                "--config", str(self._guard_file(site, "guard.conf.json")),
+                "--pid-file", str(self._guard_file(site, "guard.pid"))]
+        env = {**os.environ, "PYTHONPATH": str(REPO)}
+        with open(log_path, "ab") as log:
+            subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env, cwd="/",
+                             start_new_session=True)
+        try:
+            wait_for(lambda: self.guard_pid(site) is not None, timeout=timeout, interval=0.1,
+                     what=f"the DNS guard of {site} running")
+        except TimeoutError as exc:
+            tail = log_path.read_text(errors="replace").strip()[-600:]
+            raise DnsLabError(f"{exc}; its log {log_path}: {tail or '(empty)'}") from None
+
+    @staticmethod
+    def _netns(host: str) -> str:
+        from devcloud.lab.net import host_ns
+
+        return host_ns(host)
+
+    def stop_guard(self, site: str, *, timeout: float = 10) -> bool:
+        pid = self.guard_pid(site)
+        if pid is None:
+            return False
+        os.kill(pid, 15)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and Path(f"/proc/{pid}").exists():
+            time.sleep(0.05)
+        if Path(f"/proc/{pid}").exists():
+            os.kill(pid, 9)
+        self._guard_file(site, "guard.pid").unlink(missing_ok=True)
+        return True
+
+    def guard_status(self, site: str) -> dict[str, object]:
+        try:
+            doc: dict[str, object] = json.loads(self._guard_file(site, "guard-status.json").read_text())
+        except (OSError, ValueError):
+            doc = {}
+        return doc
 
     def stop(self, site: str, *, timeout: float = 15) -> bool:
         """Stop one server by the PID it wrote (SIGTERM, then SIGKILL); False if it was not running."""
@@ -194,15 +308,18 @@ class LabDns:
                 self.lab.host(ns.host)
             except DevcloudError:
                 continue
+            self.stop_guard(ns.site)
             if self.stop(ns.site):
                 stopped.append(ns.site)
             if purge:
                 self.lab.remove_host(ns.host)
         return stopped
 
-    def _answers(self, ns: NameServer) -> bool:
-        r = self.lab.exec(ns.host, ["dig", "+short", "+time=1", "+tries=1", f"@{ns.ip}", f"_generation.{ZONE}", "TXT"],
-                          timeout=5)
+    def _answers(self, ns: NameServer, *, signed: bool = True) -> bool:
+        """Whether the server answers: to govcloud's signed queries, or (``signed=False``) to clients."""
+        key = ["-k", KEY_FILE] if signed else []
+        r = self.lab.exec(ns.host, ["dig", *key, "+short", "+time=1", "+tries=1", f"@{ns.ip}", f"_generation.{ZONE}",
+                                    "TXT"], timeout=5)
         return r.returncode == 0 and bool(r.stdout.strip())
 
     def status(self) -> list[dict[str, object]]:
@@ -214,8 +331,12 @@ class LabDns:
             except DevcloudError:
                 present = False
             running = present and self.running(ns.site)
+            guard = self.guard_status(ns.site) if present else {}
             out.append({"site": ns.site, "host": ns.host, "ip": ns.ip, "running": running,
-                        "answering": running and self._answers(ns)})
+                        "answering": running and self._answers(ns),
+                        "serving_clients": running and self._answers(ns, signed=False),
+                        "guard": present and self.guard_pid(ns.site) is not None,
+                        "guard_reason": guard.get("reason", "")})
         return out
 
     def forget(self, labels: list[str]) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import re
 import stat
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -97,6 +98,8 @@ class NameServers(Protocol):
     """The port the services use (the adapter below, or a fault-injecting wrapper in tests)."""
 
     def answer(self, server: DnsServer, fqdn: str) -> Answer: ...
+    def serving(self, server: DnsServer, zone: str) -> bool | None: ...
+    def resolve(self, servers: Sequence[DnsServer], fqdn: str) -> frozenset[str] | None: ...
     def generation(self, server: DnsServer, zone: str) -> int | None: ...
     def switch(self, server: DnsServer, change: RecordChange, generation: int) -> UpdateResult: ...
     def records(self, server: DnsServer, zone: str) -> dict[str, tuple[frozenset[str], int]]: ...
@@ -119,9 +122,13 @@ class DnsClient:
         self.update_timeout = update_timeout
 
     # ---------------------------------------------------------------- reads
-    def _query(self, server: DnsServer, fqdn: str, rdtype: str) -> dns.message.Message:
+    def _query(self, server: DnsServer, fqdn: str, rdtype: str, *, signed: bool = True) -> dns.message.Message:
+        """Signed by default: a server whose guard withdrew it from clients still answers govcloud, so
+        it can be read and repaired (``serving`` asks as a client does)."""
         q = dns.message.make_query(fqdn, rdtype)
         q.flags &= ~dns.flags.RD
+        if signed:
+            q.use_tsig(self._ring, keyname=dns.name.from_text(self._key.name), algorithm=dns.tsig.HMAC_SHA256)
         r = dns.query.udp(q, server.address, port=server.port, timeout=self.query_timeout)
         if r.flags & dns.flags.TC:
             r = dns.query.tcp(q, server.address, port=server.port, timeout=self.query_timeout)
@@ -139,6 +146,27 @@ class DnsClient:
             return Answer(server, None, "answered without authority (zone not loaded?)")
         addrs = frozenset(rr.address for rrset in r.answer if rrset.rdtype == dns.rdatatype.A for rr in rrset)
         return Answer(server, addrs)
+
+    def serving(self, server: DnsServer, zone: str) -> bool | None:
+        """Whether the server answers clients (an unsigned query): False when its guard withdrew it
+        (REFUSED), None when it does not answer at all."""
+        try:
+            r = self._query(server, zone, "SOA", signed=False)
+        except (dns.exception.DNSException, OSError):
+            return None
+        return dns.rcode.to_text(r.rcode()) == "NOERROR" and bool(r.flags & dns.flags.AA)
+
+    def resolve(self, servers: Sequence[DnsServer], fqdn: str) -> frozenset[str] | None:
+        """As a client resolves: unsigned, the servers in order, the first that answers; None if none does."""
+        for server in servers:
+            try:
+                r = self._query(server, fqdn, "A", signed=False)
+            except (dns.exception.DNSException, OSError):
+                continue
+            rcode = dns.rcode.to_text(r.rcode())
+            if rcode in ("NOERROR", "NXDOMAIN") and r.flags & dns.flags.AA:
+                return frozenset(rr.address for rrset in r.answer if rrset.rdtype == dns.rdatatype.A for rr in rrset)
+        return None
 
     def generation(self, server: DnsServer, zone: str) -> int | None:
         try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import click
@@ -54,3 +55,42 @@ def status_cmd(app: AppContext, key_file: Path | None) -> int:
         if not records:
             app.echo("  no names published yet")
     return ExitCode.OK if healthy else ExitCode.FAILURE
+
+
+@dns.command("guard")
+@click.option("--config", "config_file", type=click.Path(dir_okay=False, exists=True, path_type=Path), required=True,
+              help="The guard's JSON configuration (devcloud lab dns up writes one per server).")
+@click.option("--pid-file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write this process's PID here (the lab stops the guard by it).")
+@pass_app
+def guard_cmd(app: AppContext, config_file: Path, pid_file: Path | None) -> int:
+    """Run next to one site's server: withdraw it from clients while it may be stale, repair it, serve again.
+
+    Runs until SIGTERM. Property (c) of docs/dns.md: a site that comes back never hands out an old address.
+    """
+    import signal
+    import threading
+
+    from govcloud.adapters.dns import DnsClient, load_key
+    from govcloud.services.dns_guard import AclFileAccess, Guard, load_guard_config, tcp_reachable
+
+    config = load_guard_config(config_file)
+    client = DnsClient(load_key(config.key_file), query_timeout=config.probe_timeout_s)
+    witness = config.witness
+
+    def witness_ok() -> bool:
+        return witness is not None and tcp_reachable(witness[0], witness[1], config.probe_timeout_s)
+
+    guard = Guard(config, client, AclFileAccess(config.acl_file, config.named_pid_file), witness_ok)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    if pid_file is not None:
+        pid_file.write_text(f"{os.getpid()}\n")
+    app.echo(f"guard of {config.site}: watching {', '.join(s.site for s in config.peers)}"
+             + (f" and the witness {witness[0]}:{witness[1]}" if witness else ""), err=True)
+    try:
+        guard.run(stop)
+    finally:
+        if pid_file is not None:
+            pid_file.unlink(missing_ok=True)
+    return ExitCode.OK

@@ -48,8 +48,9 @@ def zone() -> Iterator[Zone]:
         config = DnsConfig(ZONE, tuple(DnsServer(s.site, s.ip) for s in SERVERS))
         yield Zone(lab, dns, NameService(config, DnsClient(load_key(dns.key_path)), ttl_of=lambda _s: 5),
                    dns.key_path)
-        for s in SERVERS:  # a test that stopped a server must not leave it stopped
+        for s in SERVERS:  # a test that stopped a server or its guard must not leave it stopped
             dns.start(s.site)
+            dns.start_guard(s.site)
 
 
 @pytest.fixture
@@ -113,12 +114,18 @@ def test_an_out_of_band_change_refuses_the_next_switch_and_keeps_its_value(zone:
         assert dig(names.config.server(site).address, f"{label}.{ZONE}") == ["10.244.0.20"]
 
 
-def test_a_stopped_server_is_skipped_then_reported_stale(zone: Zone, label: str) -> None:
+def test_a_server_that_missed_a_switch_never_answers_clients_with_the_old_address(zone: Zone, label: str) -> None:
+    """st-a is stopped during a switch. Restarted, it is stale, and refuses clients (they ask the next
+    server) instead of handing out the old address. Without its guard the next switch repairs it; the
+    guard then lets it serve again."""
     from govcloud.dns.stale import Freshness
 
     names = zone.names
+    fqdn = f"{label}.{ZONE}"
     names.switch(label, address="10.244.0.30", port=8080, expect=None)
+    st_a = names.config.server("st-a")
     assert zone.dns.stop("st-a")
+    zone.dns.stop_guard("st-a")
     try:
         reports: list[Any] = []
         names.on_switch = reports.append
@@ -129,15 +136,62 @@ def test_a_stopped_server_is_skipped_then_reported_stale(zone: Zone, label: str)
     finally:
         names.on_switch = None
         zone.dns.start("st-a")
-    status = {s.site: s for s in names.status()}
-    assert status["st-a"].freshness is Freshness.STALE and status["gz-a"].freshness is Freshness.CURRENT
-    st_a = names.config.server("st-a").address
-    assert dig(st_a, f"{label}.{ZONE}") == ["10.244.0.30"]
-    # the next switch repairs st-a from a current server first, then switches everywhere
-    names.switch(label, address="10.244.0.32", port=8080, expect="10.244.0.31")
-    assert all(s.freshness is Freshness.CURRENT for s in names.status())
+    try:
+        status = {s.site: s for s in names.status()}
+        assert status["st-a"].freshness is Freshness.STALE and status["gz-a"].freshness is Freshness.CURRENT
+        assert names.servers.answer(st_a, fqdn).addresses == {"10.244.0.30"}  # govcloud sees the stale record
+        assert dig(st_a.address, fqdn) == []  # a client is refused: it never gets 10.244.0.30
+        assert names.servers.serving(st_a, ZONE) is False
+        # the next switch repairs st-a from a current server first, then switches everywhere
+        names.switch(label, address="10.244.0.32", port=8080, expect="10.244.0.31")
+        assert all(s.freshness is Freshness.CURRENT for s in names.status())
+        assert names.servers.answer(st_a, fqdn).addresses == {"10.244.0.32"}
+    finally:
+        zone.dns.start_guard("st-a")
+    zone.dns.wait_serving("st-a", timeout=10)  # its guard found it current
     for s in names.config.servers:
-        assert dig(s.address, f"{label}.{ZONE}") == ["10.244.0.32"], s.site
+        assert dig(s.address, fqdn) == ["10.244.0.32"], s.site
+
+
+def test_a_site_cut_off_withdraws_and_comes_back_only_with_the_new_address(zone: Zone, label: str) -> None:
+    """Property (c): gz-a is cut off while its name is switched. Its guard withdraws it within the lease;
+    when the site comes back, a client inside gz-a asking its own server directly is refused until the
+    guard has repaired it, and then gets the new address: never the old one."""
+    import time
+
+    names = zone.names
+    fqdn = f"{label}.{ZONE}"
+    names.switch(label, address="10.244.0.60", port=8080, expect=None)
+    gz_a = names.config.server("gz-a").address
+
+    def inside() -> list[str]:  # a client in gz-a, asking gz-a's server (the first in its resolv.conf)
+        r = zone.lab.exec("ns-gza", ["dig", "+short", "+norecurse", "+time=1", "+tries=1", f"@{gz_a}", fqdn, "A"])
+        return sorted(r.stdout.split())
+
+    assert inside() == ["10.244.0.60"]
+    zone.lab.cut("gz-a")
+    try:
+        cut_at = time.monotonic()
+        while inside():
+            assert time.monotonic() - cut_at < 2.0 + 2.0, "gz-a still answers clients while cut off"
+            time.sleep(0.1)
+        withdrawn_after = time.monotonic() - cut_at
+        reports: list[Any] = []
+        names.on_switch = reports.append
+        names.switch(label, address="10.244.0.61", port=8080, expect="10.244.0.60")
+        assert reports[0].unreachable == ("gz-a",)
+    finally:
+        names.on_switch = None
+        zone.lab.restore("gz-a")
+    restored_at = time.monotonic()
+    seen = []
+    while (got := inside()) != ["10.244.0.61"]:
+        seen.append(got)
+        assert got != ["10.244.0.60"], f"gz-a handed a client the old address {time.monotonic() - restored_at:.2f} s after restore"
+        assert time.monotonic() - restored_at < 15, f"gz-a still not serving: {zone.dns.guard_status('gz-a')}"
+        time.sleep(0.05)
+    print(f"\ngz-a withdrew {withdrawn_after:.2f} s after the cut; served the new address "
+          f"{time.monotonic() - restored_at:.2f} s after restore ({len(seen)} refused polls)")
 
 
 def test_preflight_names_the_server_and_the_reason(zone: Zone) -> None:
