@@ -1,7 +1,8 @@
 """Benchmark: failover drills on the devcloud lab, N runs per scenario; min / median / max RTO and RPO.
 
 Each run is a real drill (``govcloud failover drill``): PostgreSQL 15 primary in gz-a, synchronous
-standby in gz-b, asynchronous standby in st-a; a writer commits through the service map throughout;
+standby in gz-b, asynchronous standby in st-a; a writer commits through the name pg.<zone> throughout
+(resolved as a client does; the failover's RTO includes the DNS switch);
 the links are cut with the lab; the controller decides from real probes and runs the runbook. Between
 runs the cluster is failed back and switched home (``failback --switch-back``), timed as well.
 
@@ -26,10 +27,9 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from devcloud.lab.pg import LabPostgres
-from govcloud.adapters.servicemap import ServiceMap
 from govcloud.services.failover import Controller, Journal, failback
 from govcloud.services.failover_drill import LAB_POLICY, DrillOptions, run_drill
-from govcloud.services.failover_lab import LabBackend
+from govcloud.services.failover_lab import LabBackend, lab_names
 
 SCENARIOS = ("site-loss:gz-a", "region-loss:gz")
 
@@ -39,15 +39,21 @@ def home(root: Path) -> float:
     backend = LabBackend()
     journal = Journal(root / ".govcloud" / "failover.db")
     try:
-        row = Controller(backend, journal, LAB_POLICY).cluster()
+        names = lab_names()
+        row = Controller(backend, journal, LAB_POLICY, endpoints=names).cluster()
         if backend.healthy()["healthy"] and row.primary == backend.home_primary and \
                 backend.primaries() == [row.primary]:
             return 0.0
         t0 = time.monotonic()
-        failback(backend, journal, ServiceMap(root / ".govcloud" / "service-map.json"), switch_back=True)
+        failback(backend, journal, names, switch_back=True)
         return time.monotonic() - t0
     finally:
         journal.close()
+
+
+def _switch_s(report: dict[str, Any]) -> float | None:
+    """How long the runbook's move-endpoint step (the DNS switch) took, from the journal's step times."""
+    return report.get("move_endpoint_s")
 
 
 def stats(xs: list[float]) -> str:
@@ -85,14 +91,20 @@ def main(argv: list[str] | None = None) -> int:
                      stats([r["client_rto_s"] for r in ok if r["client_rto_s"] is not None]),
                      stats([float(r["lost_commits"]) for r in reports]),
                      stats([r["rpo_s"] for r in reports if r["rpo_s"] is not None]),
-                     all(r["exactly_one_primary"] for r in reports)))
+                     all(r["exactly_one_primary"] for r in reports),
+                     stats([_switch_s(r) for r in ok if _switch_s(r) is not None]),
+                     sum(1 for r in ok if r.get("names", {}).get("old_address_answered")),
+                     stats([r["names"]["servers_serving_s"] for r in ok
+                            if r.get("names", {}).get("servers_serving_s") is not None])))
     failbacks.append(home(root))
     print()
     print("| scenario | failovers | RTO s (min / median / max) | detection s | client RTO s | lost commits | RPO s "
-          "| exactly one primary |")
-    print("|---|---|---|---|---|---|---|---|")
-    for sc, n_ok, n, rto, det, crto, lost, rpo, one in rows:
-        print(f"| {sc} | {n_ok}/{n} | {rto} | {det} | {crto} | {lost} | {rpo} | {'yes' if one else 'NO'} |")
+          "| exactly one primary | DNS switch step s | runs where a server answered the old address | all servers "
+          "serving after restore, s |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    for sc, n_ok, n, rto, det, crto, lost, rpo, one, sw, old, serving in rows:
+        print(f"| {sc} | {n_ok}/{n} | {rto} | {det} | {crto} | {lost} | {rpo} | {'yes' if one else 'NO'} | {sw} "
+              f"| {old} | {serving} |")
     print(f"\nfailback --switch-back (pg_rewind + switchover): {stats([f for f in failbacks if f])} s "
           f"over {len([f for f in failbacks if f])} runs")
     if args.json:

@@ -119,10 +119,6 @@ class RuntimeFailure(GovcloudError):
     """Something outside govcloud (an API, a host, a tool) failed; evidence is kept in the message."""
 
 
-class ServiceMapError(RuntimeFailure):
-    """The service map cannot be read or a switch lost a race (the endpoint changed under us)."""
-
-
 class DnsError(RuntimeFailure):
     """A service-name server refused or failed an update, or could not be asked; names server and reason."""
 

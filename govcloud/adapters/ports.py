@@ -2,7 +2,7 @@
 
 The engine (``govcloud.services.migration``) is written against these ports only; the adapters beside
 this module implement them against the real things (OpenStack through openstacksdk, hosts through
-paramiko and rsync, health over HTTP, the service map, Ansible), and unit tests replace them with
+paramiko and rsync, health over HTTP, service names in the DNS zone, Ansible), and unit tests replace them with
 in-memory fakes. What crosses a port is frozen data, never an SDK object: a fake cannot forget a
 field the engine reads, and the engine cannot reach into a library through a value it was handed.
 """
@@ -14,7 +14,6 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from govcloud.adapters.servicemap import Endpoint as ServiceEndpoint
 from govcloud.adapters.ssh import (
     CommandResult,
     Endpoint,
@@ -31,6 +30,20 @@ from govcloud.migrate.zones import (
     ServerInfo,
     SiteCapacity,
 )
+
+@dataclass(frozen=True)
+class ServiceEndpoint:
+    """Where a service's name points now. ``version`` is the zone's generation when it was read or
+    switched (it grows with every switch: a fencing token); ``port`` is the caller's (names carry none)."""
+
+    service: str
+    address: str
+    port: int
+    site: str
+    version: int
+    updated_at: str
+    reason: str = ""
+
 
 __all__ = [
     "BootRequest", "CloudPort", "CommandResult", "ConfigurePort", "Endpoint", "EndpointPort", "FlavorRef",

@@ -146,7 +146,7 @@ class Ack:
 class Writer:
     """Keeps committing numbered rows through the service endpoint; records every acknowledged commit.
 
-    ``endpoint()`` is asked before every (re)connect, so the writer follows the service map. A commit
+    ``endpoint()`` is asked before every (re)connect, so the writer follows the service's name. A commit
     counts only once ``execute`` returned (autocommit): that is what a client was told.
     """
 

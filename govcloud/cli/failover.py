@@ -31,16 +31,15 @@ def _policy(grace: float, lease: float, max_gap: float) -> Any:
 
 
 def _parts(app: AppContext, grace: float, lease: float, max_gap: float, *, enforce_lease: bool = False) -> Any:
-    from govcloud.adapters.servicemap import ServiceMap
     from govcloud.services.failover import Controller, Journal
-    from govcloud.services.failover_lab import LabBackend
+    from govcloud.services.failover_lab import LabBackend, lab_names
 
     gc = app.root / ".govcloud"
+    names = lab_names()
     journal = Journal(gc / "failover.db")
-    smap = ServiceMap(gc / "service-map.json")
     ctl = Controller(LabBackend(), journal, _policy(grace, lease, max_gap), publish_path=gc / "failover.json",
-                     enforce_lease=enforce_lease, servicemap=smap)
-    return ctl, journal, smap
+                     enforce_lease=enforce_lease, endpoints=names)
+    return ctl, journal, names
 
 
 @click.group("failover")
@@ -75,8 +74,8 @@ def status(app: AppContext, sample: float, grace: float, lease: float, max_gap: 
         lag = "-" if m["lag_bytes"] is None else f"{m['lag_bytes']} B"
         app.echo(f"  {m['site']:<6} {m['role']:<8} {m['state']!s:<10} {m['sync_state'] or '-'!s:<9} {lag:>10}")
     ep = payload["endpoint"]
-    where = "(none)" if ep is None else f"{ep['address']}:{ep['port']} ({ep['site']}), version {ep['version']}"
-    app.echo(f"endpoint: {where}")
+    where = "(none)" if ep is None else f"{ep['address']}:{ep['port']} ({ep['site']}), generation {ep['generation']}"
+    app.echo(f"name {payload['service']}: {where}")
     src = payload["source"]
     for line in src["adopted"] or [f"{src['outcome']}: {src['reason']}"]:
         app.echo(f"source of truth: {line}")

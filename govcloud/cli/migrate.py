@@ -141,8 +141,9 @@ def _common(f: Any) -> Any:
     opts = [
         click.option("--journal", type=click.Path(dir_okay=False, path_type=Path), envvar="GOVCLOUD_JOURNAL", default=None,
                      help="Journal file [env GOVCLOUD_JOURNAL; default <root>/.govcloud/journal.sqlite]."),
-        click.option("--service-map", type=click.Path(dir_okay=False, path_type=Path), envvar="GOVCLOUD_SERVICE_MAP",
-                     default=None, help="Service map file [default <root>/.govcloud/service-map.json]."),
+        click.option("--dns-key", type=click.Path(dir_okay=False, path_type=Path), envvar="GOVCLOUD_DNS_KEY",
+                     default=None, help="TSIG key file for the zone's servers, 0600 [env GOVCLOUD_DNS_KEY; default "
+                                        "<state dir>/dns/tsig.key]."),
         click.option("--clouds-yaml", type=click.Path(dir_okay=False, path_type=Path), envvar="OS_CLIENT_CONFIG_FILE",
                      default=None, help="clouds.yaml [env OS_CLIENT_CONFIG_FILE]."),
         click.option("--outside-window", is_flag=True, help="Allow a cutover outside the wave's window (audited)."),
@@ -227,7 +228,7 @@ def migrate() -> None:
 @pass_app
 def run_cmd(app: AppContext, plan: str, wave: int, systems: tuple[str, ...], concurrency: int, dry_run: bool,
             manual_cutover: bool, image: str, timezone: str, known_hosts: Path | None, ssh_key: Path | None,
-            target_key: Path | None, journal: Path | None, service_map: Path | None, clouds_yaml: Path | None,
+            target_key: Path | None, journal: Path | None, dns_key: Path | None, clouds_yaml: Path | None,
             outside_window: bool, control_path_dir: Path | None) -> int:
     """Migrate wave N of PLAN (a plan file or a name under migration_plans/)."""
     from govcloud.services.migration import MigrateOptions, run
@@ -240,7 +241,7 @@ def run_cmd(app: AppContext, plan: str, wave: int, systems: tuple[str, ...], con
     options = MigrateOptions(plan_file=plan_path(app, plan), wave=wave, systems=ids, concurrency=concurrency,
                              dry_run=dry_run, manual_cutover=manual_cutover, outside_window=outside_window,
                              known_hosts=known_hosts or Path("/nonexistent"), ssh_key=ssh_key, target_key=target_key,
-                             journal=journal, service_map=service_map, clouds_yaml=clouds_yaml, image=image,
+                             journal=journal, dns_key=dns_key, clouds_yaml=clouds_yaml, image=image,
                              timezone=timezone, control_path_dir=control_path_dir)
     if dry_run:
         summary = step_plans(app.root, options)
@@ -265,13 +266,13 @@ def run_cmd(app: AppContext, plan: str, wave: int, systems: tuple[str, ...], con
 @_common
 @pass_app
 def resume_cmd(app: AppContext, plan: str | None, known_hosts: Path | None, ssh_key: Path | None, target_key: Path | None,
-               journal: Path | None, service_map: Path | None, clouds_yaml: Path | None, outside_window: bool,
+               journal: Path | None, dns_key: Path | None, clouds_yaml: Path | None, outside_window: bool,
                control_path_dir: Path | None) -> int:
     """Continue the newest unfinished run (after a crash, kill or failure) from where its journal says."""
     from govcloud.services.migration import resume_options, run
 
     options = resume_options(app.root, journal, plan, known_hosts=known_hosts, ssh_key=ssh_key, target_key=target_key,
-                             service_map=service_map, clouds_yaml=clouds_yaml, outside_window=outside_window or None,
+                             dns_key=dns_key, clouds_yaml=clouds_yaml, outside_window=outside_window or None,
                              control_path_dir=control_path_dir)
     return render_summary(app, _run_with_progress(app, run, options, len(options.systems) or 50))
 
@@ -282,13 +283,13 @@ def resume_cmd(app: AppContext, plan: str | None, known_hosts: Path | None, ssh_
 @_common
 @pass_app
 def cutover_cmd(app: AppContext, system: str, known_hosts: Path | None, ssh_key: Path | None, target_key: Path | None,
-                journal: Path | None, service_map: Path | None, clouds_yaml: Path | None, outside_window: bool,
+                journal: Path | None, dns_key: Path | None, clouds_yaml: Path | None, outside_window: bool,
                 control_path_dir: Path | None) -> int:
     """Cut SYSTEM over (it waits at synced after a --manual-cutover run): stop, final delta, switch, verify."""
     from govcloud.services.migration import cutover_one, system_options
 
     options = system_options(app.root, journal, system, "cutover", known_hosts=known_hosts, ssh_key=ssh_key,
-                             target_key=target_key, service_map=service_map, clouds_yaml=clouds_yaml,
+                             target_key=target_key, dns_key=dns_key, clouds_yaml=clouds_yaml,
                              outside_window=outside_window or None, control_path_dir=control_path_dir)
     return render_summary(app, _run_with_progress(app, cutover_one, options, 1))
 
@@ -299,13 +300,13 @@ def cutover_cmd(app: AppContext, system: str, known_hosts: Path | None, ssh_key:
 @_common
 @pass_app
 def rollback_cmd(app: AppContext, system: str, known_hosts: Path | None, ssh_key: Path | None, target_key: Path | None,
-                 journal: Path | None, service_map: Path | None, clouds_yaml: Path | None, outside_window: bool,
+                 journal: Path | None, dns_key: Path | None, clouds_yaml: Path | None, outside_window: bool,
                  control_path_dir: Path | None) -> int:
     """Put SYSTEM back on its legacy hosts: legacy app started, endpoint back, target kept for inspection."""
     from govcloud.services.migration import rollback_one, system_options
 
     options = system_options(app.root, journal, system, "rollback", known_hosts=known_hosts, ssh_key=ssh_key,
-                             target_key=target_key, service_map=service_map, clouds_yaml=clouds_yaml)
+                             target_key=target_key, dns_key=dns_key, clouds_yaml=clouds_yaml)
     summary = _run_with_progress(app, rollback_one, options, 1)
     render_summary(app, summary)
     return ExitCode.OK if summary.results and summary.results[0].state == "rolled_back" else ExitCode.FAILURE

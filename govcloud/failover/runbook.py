@@ -18,7 +18,7 @@ class StepKind(StrEnum):
     FENCE_OLD_PRIMARY = "fence-old-primary"  # record the new epoch; block the old primary's writes where reachable
     PROMOTE = "promote"  # promote the standby, stamped with the new epoch
     REPOINT_STANDBYS = "repoint-standbys"  # the remaining reachable standbys follow the new primary
-    MOVE_ENDPOINT = "move-endpoint"  # floating IP / service map -> the new primary
+    MOVE_ENDPOINT = "move-endpoint"  # the service's name (DNS) -> the new primary
     VERIFY_WRITES = "verify-writes"  # a real write through the moved endpoint, read back
     RECORD_RTO_RPO = "record-rto-rpo"  # loss -> writable, and acknowledged commits lost
 
@@ -75,7 +75,7 @@ def runbook_for(decision: Decision) -> Runbook:
         (StepKind.PROMOTE, new, f"promote the standby on {new} and stamp it with epoch {epoch}"),
         (StepKind.REPOINT_STANDBYS, new,
          f"point the other standbys of {svc} that are reachable at {new} (the rest rejoin at failback)"),
-        (StepKind.MOVE_ENDPOINT, new, f"point the {svc} endpoint (floating IP or service map) at {new}"),
+        (StepKind.MOVE_ENDPOINT, new, f"switch the name {svc} to {new} (DNS compare-and-swap)"),
         (StepKind.VERIFY_WRITES, new, f"write through the {svc} endpoint and read it back from {new}"),
         (StepKind.RECORD_RTO_RPO, new, f"record RTO (loss -> writable) and RPO, which {rpo_text}"),
     ]

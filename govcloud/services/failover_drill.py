@@ -1,8 +1,8 @@
 """Failover drills on the devcloud lab: break links, keep writing, let the controller decide and act, report.
 
 A drill is a lab tool: it cuts links with ``devcloud.lab`` (imported lazily here, never by the core),
-keeps a writer committing numbered rows through the service map the whole time (every acknowledged
-commit recorded), runs the controller cycle by cycle (the lease acting for the primary's own agent),
+keeps a writer committing numbered rows through the service's name the whole time (resolved as a
+client does; every acknowledged commit recorded), runs the controller cycle by cycle (the lease acting for the primary's own agent),
 executes a failover decision as soon as one is made, restores the links at the end, and reports
 detection time, RTO (loss -> writable), RPO (acknowledged commits lost) and the decision log.
 """
@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 from govcloud.adapters.postgres import PostgresError, Writer, present_ids
-from govcloud.adapters.servicemap import ServiceMap
 from govcloud.errors import InvalidInputError
 from govcloud.failover.model import Action, FailoverRefused, Policy
 from govcloud.services.failover import (
@@ -31,7 +30,8 @@ from govcloud.services.failover import (
     RunResult,
     decision_dict,
 )
-from govcloud.services.failover_lab import LabBackend, WitnessListener
+from govcloud.services.failover_lab import LabBackend, WitnessListener, lab_names
+from govcloud.services.names import NameService
 
 log = logging.getLogger(__name__)
 
@@ -83,38 +83,33 @@ def run_drill(root: Path, scenario_text: str, opts: DrillOptions | None = None, 
     backend = LabBackend(lab)
     sc = parse_scenario(scenario_text, backend.sites())
     journal = Journal(root / ".govcloud" / "failover.db")
-    smap = ServiceMap(root / ".govcloud" / "service-map.json")
+    names = lab_names()
     ctl = Controller(backend, journal, opts.policy, publish_path=root / ".govcloud" / "failover.json",
-                     enforce_lease=True, servicemap=smap)
+                     enforce_lease=True, endpoints=names)
     try:
-        return _drill(backend, journal, smap, ctl, sc, opts, report_dir or root / ".govcloud" / "drills")
+        return _drill(backend, journal, names, ctl, sc, opts, report_dir or root / ".govcloud" / "drills")
     finally:
         journal.close()
 
 
-def _drill(backend: LabBackend, journal: Journal, smap: ServiceMap, ctl: Controller, sc: Scenario,
+def _drill(backend: LabBackend, journal: Journal, names: NameService, ctl: Controller, sc: Scenario,
            opts: DrillOptions, report_dir: Path) -> dict[str, Any]:
     """Phases: check the cluster is healthy and the endpoint at its primary, start the writer and the
     witness, break the links, run the controller until it failed over (or the watch ends), restore the
     links, count what was lost, write the report."""
-    row = _require_healthy(backend, ctl, sc)
+    row = _require_healthy(backend, ctl, sc)  # the controller's first cycle published the name at the primary
     t_primary = backend.target(row.primary)
-    ep = smap.lookup(backend.service)
-    if ep is None or ep.address != t_primary.host:
-        smap.switch(backend.service, address=t_primary.host, port=t_primary.port, site=row.primary,
-                    reason=f"drill {sc.text}: endpoint at the current primary")
     run_id = f"{datetime.now(UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
 
     def endpoint() -> tuple[Any, str] | None:
-        cur = smap.lookup(backend.service)
-        if cur is None:
-            return None
-        return backend.target(cur.site), cur.site
+        addresses = names.resolve(backend.service)  # as a client: the first server that answers
+        site = None if not addresses else backend.site_of(min(addresses))
+        return None if site is None else (backend.target(site), site)
 
     writer = Writer(run_id, endpoint)
     writer.prepare(t_primary)
     witness = WitnessListener(port=backend.witness_port).start()
-    run = _DrillRun(backend, ctl, Executor(backend, journal, smap, reachable=backend.reachable), writer, sc, opts)
+    run = _DrillRun(backend, ctl, Executor(backend, journal, names, reachable=backend.reachable), writer, sc, opts)
     try:
         writer.start()
         _poll(lambda: len(writer.acked()) >= 10, 15, "the writer's first commits")
@@ -122,6 +117,8 @@ def _drill(backend: LabBackend, journal: Journal, smap: ServiceMap, ctl: Control
             ctl.cycle()
         run.break_links()
         run.watch()
+        if run.result is not None:
+            run.names["clients_after_failover"] = _clients_follow(backend, names, run.result.run.new_primary, sc)
     finally:
         restored_at = run.restore_links()
         if sys.exc_info()[0] is not None:  # failing: stop our threads and free the witness port too
@@ -133,6 +130,8 @@ def _drill(backend: LabBackend, journal: Journal, smap: ServiceMap, ctl: Control
         log.warning("no acknowledged write after the links were restored")
     writer.stop()
     witness.stop()
+    if run.result is not None:
+        run.names.update(_servers_after_restore(names, backend.target(row.primary).host, restored_at))
     for _ in range(2):
         ctl.cycle()
     report = run.report(journal, run_id, epoch_before=row.epoch)
@@ -178,6 +177,7 @@ class _DrillRun:
     first: dict[str, float] = field(default_factory=dict)
     loss_at: float = 0.0
     cut_call_s: float = 0.0
+    names: dict[str, Any] = field(default_factory=dict)  # what clients and servers answered for the name
 
     def break_links(self) -> None:
         sc, lab = self.sc, self.backend.lab
@@ -289,9 +289,49 @@ class _DrillRun:
             "self_fenced": [f"{s}@{e}: {why}" for (s, e), why in ctl.self_fenced.items()],
             "steps": [{"number": n, "kind": k, "site": s, "status": st, "detail": det}
                       for n, k, s, st, det in (result.steps if result else [])],
+            "names": self.names,
+            "move_endpoint_s": self.executor.step_seconds.get("move-endpoint"),
             "decision_log": ctl.decision_log,
             "last_decision": decision_dict(ctl.last_decision) if ctl.last_decision else None,
         }
+
+
+def _clients_follow(backend: LabBackend, names: NameService, new_primary: str, sc: Scenario) -> dict[str, Any]:
+    """After the failover: what a client in each surviving site resolves the name to (its own site's
+    server first), polled until it is the new primary or TTL + 2 s have passed."""
+    fqdn, want = names.config.name_of(backend.service), backend.target(new_primary).host
+    out: dict[str, Any] = {}
+    for site in backend.members():
+        if site in sc.sites:
+            continue
+        deadline = time.monotonic() + names.ttl_of(backend.service) + 2
+        while True:
+            got = backend.client_resolve(site, fqdn)
+            if got == want or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)  # a client's view of the zone: poll with a deadline
+        out[site] = {"resolved": got, "expected": want}
+    return out
+
+
+def _servers_after_restore(names: NameService, old: str, restored_at: float) -> dict[str, Any]:
+    """Each server asked directly as a client, right after the links came back and until every one
+    serves the current address again: none may ever answer the old primary's address."""
+    fqdn = names.config.name_of("pg")
+    seen: dict[str, set[str]] = {s.site: set() for s in names.config.servers}
+    deadline = time.monotonic() + 20
+    converged = None
+    while time.monotonic() < deadline:
+        answers = [names.servers.resolve([s], fqdn) for s in names.config.servers]
+        for s, a in zip(names.config.servers, answers):
+            seen[s.site].add("refused or no answer" if a is None else ",".join(sorted(a)) or "absent")
+        if all(a is not None and old not in a for a in answers):
+            converged = time.time() - restored_at
+            break
+        time.sleep(0.1)  # waiting for the guards to repair and serve again: poll with a deadline
+    return {"servers_after_restore": {site: sorted(v) for site, v in seen.items()},
+            "old_address": old, "old_address_answered": sorted(site for site, v in seen.items() if old in v),
+            "servers_serving_s": converged}
 
 
 def _measure(backend: LabBackend, writer: Writer, new: str, loss_at: float) -> tuple[int | None, float | None]:

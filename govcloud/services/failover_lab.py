@@ -12,16 +12,21 @@ from __future__ import annotations
 import logging
 import socket
 import threading
+from pathlib import Path
 from typing import Any
 
+from govcloud.adapters.dns import DnsClient, default_key_path, load_key
 from govcloud.adapters.postgres import PgTarget, targets_from, tcp_open
 from govcloud.failover.reconcile import MemberObservation
+from govcloud.model import DnsConfig, DnsServer
 from govcloud.services import probes as P
+from govcloud.services.names import NameService
 
 log = logging.getLogger(__name__)
 
 WITNESS_ADDRESS = "10.240.0.2"  # the controller's end of the lab's root link (docs/lab-addressing.md)
 WITNESS_PORT = 9478
+LAB_QUERY_TIMEOUT_S = 0.5
 
 
 class WitnessListener:
@@ -63,6 +68,23 @@ class WitnessListener:
             self.sock.close()
 
 
+def lab_names(key_file: Path | None = None) -> NameService:
+    """The lab's service zone (``devcloud lab dns``) as the failover's endpoint port: ``pg.<zone>``.
+
+    The lab's cluster is not in any inventory, so its zone comes from the lab's own servers (the same
+    addresses the shipped topology's ``dns`` section names); the key from govcloud's state directory.
+    """
+    from devcloud.lab.nameservers import SERVERS, ZONE
+
+    from govcloud.services.provision import state_dir
+
+    config = DnsConfig(zone=ZONE, servers=tuple(DnsServer(s.site, s.ip) for s in SERVERS))
+    # the lab's servers are one hop away: a server that does not answer in 0.5 s is down or cut off,
+    # and a failover's switch waits for that timeout once (the RTO counts it)
+    client = DnsClient(load_key(key_file or default_key_path(state_dir())), query_timeout=LAB_QUERY_TIMEOUT_S)
+    return NameService(config, client)
+
+
 class LabBackend:
     """``services.failover.Backend`` over the lab's PostgreSQL cluster and probes."""
 
@@ -94,6 +116,16 @@ class LabBackend:
 
     def target(self, site: str) -> PgTarget:
         return targets_from(self.pg.conninfo(site, with_password=True))
+
+    def site_of(self, address: str) -> str | None:
+        return next((m.site for m in self._labpg.MEMBERS if self.pg.ip(m.site) == address), None)
+
+    def client_resolve(self, site: str, fqdn: str) -> str | None:
+        """What a client in ``site`` resolves ``fqdn`` to: glibc in the member's lab host, through its
+        resolv.conf (its own site's server first); None when nothing answers."""
+        r = self.lab.exec(self._labpg.member(site).host, ["getent", "ahostsv4", fqdn], timeout=15)
+        first = r.stdout.split()
+        return first[0] if r.returncode == 0 and first else None
 
     def service_targets(self) -> list[P.ProbeTarget]:
         return [P.ProbeTarget(m.site, P.LAB_REGIONS[m.site], m.host, self.pg.ip(m.site), self._labpg.PORT,

@@ -77,6 +77,7 @@ class NameService:
     # one switch at a time per process: each takes the next generation, and two switches sharing one
     # would hide a server that missed either (several controllers: issue 17)
     _switching: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
+    _last_answering: str = field(default="", init=False, repr=False)  # the site whose server ``resolve`` reached last
 
     def _each(self, fn: Callable[[DnsServer], Answer]) -> list[Answer]:
         with ThreadPoolExecutor(max_workers=len(self.config.servers)) as pool:
@@ -90,6 +91,34 @@ class NameService:
         with ThreadPoolExecutor(max_workers=len(self.config.servers)) as pool:
             gens = list(pool.map(lambda s: self.servers.generation(s, self.config.zone), self.config.servers))
         return [ServerGeneration(s.site, g) for s, g in zip(self.config.servers, gens)]
+
+    def survey(self, service: str) -> tuple[list[ServerGeneration], list[Answer]]:
+        """Every server's generation and answer for ``service``, all asked at once: a server that is down
+        costs one query timeout, not one per question (a failover's switch waits for it)."""
+        fqdn, servers = self.config.name_of(service), self.config.servers
+        with ThreadPoolExecutor(max_workers=2 * len(servers)) as pool:
+            gen_futures = [pool.submit(self.servers.generation, s, self.config.zone) for s in servers]
+            answer_futures = [pool.submit(self.servers.answer, s, fqdn) for s in servers]
+            gens = [ServerGeneration(s.site, f.result()) for s, f in zip(servers, gen_futures)]
+            return gens, [f.result() for f in answer_futures]
+
+    def resolve(self, service: str) -> frozenset[str] | None:
+        """What a client gets: unsigned (a withdrawn server refuses), the servers in order, starting with
+        the one that answered last (a stub resolver that sticks to a working server, as systemd-resolved
+        does, instead of waiting for a dead first server on every lookup)."""
+        fqdn = self.config.name_of(service)
+        order = sorted(self.config.servers, key=lambda s: s.site != self._last_answering)
+        for server in order:
+            addresses = self.servers.resolve([server], fqdn)
+            if addresses is not None:
+                self._last_answering = server.site
+                return addresses
+        return None
+
+    def serving(self) -> list[bool | None]:
+        """Per server (in order): answers clients, withdrawn by its guard (False), or no answer (None)."""
+        with ThreadPoolExecutor(max_workers=len(self.config.servers)) as pool:
+            return list(pool.map(lambda s: self.servers.serving(s, self.config.zone), self.config.servers))
 
     # ---------------------------------------------------------------- checks
     def preflight(self) -> None:
@@ -125,8 +154,8 @@ class NameService:
 
     def lookup(self, service: str) -> ServiceEndpoint | None:
         """What clients resolve now: the address the freshest answering server holds (None if absent)."""
-        answers = self.answers(service)
-        gens = {g.site: g.generation or 0 for g in self.generations()}
+        gen_list, answers = self.survey(service)
+        gens = {g.site: g.generation or 0 for g in gen_list}
         held = sorted(((gens.get(a.server.site, 0), a) for a in answers if a.addresses), key=lambda x: -x[0])
         if not held:
             return None
@@ -140,8 +169,11 @@ class NameService:
         """Compare-and-swap ``service`` from ``expect`` ("" or None: absent) to ``address`` on every server."""
         change = RecordChange(self.config.zone, service, expect or None, address, self.ttl_of(service))
         with self._switching:
-            _, newest = self._repair()  # a server that missed earlier switches is made current before it is compared
-            plan = plan_switch(change, self.answers(service))
+            gens, answers = self.survey(service)
+            repaired, newest = self._repair(gens)  # a server that missed switches is made current before it is compared
+            if repaired:
+                answers = self.answers(service)
+            plan = plan_switch(change, answers)
             if plan.refused:
                 raise DnsConflictError(plan.refusal(), hint=_refusal_hint(plan))
             report = self._apply(plan, newest)
@@ -168,8 +200,10 @@ class NameService:
                                    f"{change.expected or '(absent)'} failed there)",
                                    hint="someone else is switching this name: find out who, then re-run")
         deadline = t0 + self.converge_timeout
-        while True:
-            answers = self.answers(change.label)
+        sent = [p.server for p in plan.to_send]  # the others already answer it, or are down (stale until repaired)
+        while sent:
+            with ThreadPoolExecutor(max_workers=len(sent)) as pool:
+                answers = list(pool.map(lambda srv: self.servers.answer(srv, change.fqdn), sent))
             if complete(change, answers):
                 break
             if time.monotonic() > deadline:
@@ -188,9 +222,9 @@ class NameService:
         """Bring every stale reachable server to a current server's names (docs/dns.md); the sites repaired."""
         return self._repair()[0]
 
-    def _repair(self) -> tuple[tuple[str, ...], int]:
-        """The sites repaired, and the zone's newest generation (every server asked once)."""
-        gens = self.generations()
+    def _repair(self, gens: list[ServerGeneration] | None = None) -> tuple[tuple[str, ...], int]:
+        """The sites repaired, and the zone's newest generation (``gens``: as just asked, else asked now)."""
+        gens = self.generations() if gens is None else gens
         newest = max((g.generation or 0 for g in gens), default=0)
         fresh = classify(newest, gens)
         stale = [g for g in gens if fresh[g.site] is Freshness.STALE]
@@ -204,6 +238,9 @@ class NameService:
             fix = repair_for(g.site, source, self.servers.records(srv, self.config.zone), g.generation or 0, newest)
             result = self.servers.repair(srv, self.config.zone, fix.stale_generation, fix.wanted, fix.remove,
                                          fix.generation)
+            if not result.ok and result.prerequisite_failed and self.servers.generation(srv, self.config.zone) == newest:
+                log.info("DNS server %s was repaired meanwhile (by its guard)", g.site)
+                continue
             if not result.ok:
                 raise DnsError(f"DNS server {g.site} could not be repaired from {current.site}: {result.rcode}",
                                hint="another switch or repair ran at the same time: re-run")

@@ -32,10 +32,12 @@ def pg_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, Path
         import psycopg  # noqa: F401
     except ImportError:
         require(False, "psycopg is not installed (pip install 'psycopg[binary]')")
+    from devcloud.lab.dns import LabDns
     from devcloud.lab.pg import MEMBERS, LabPostgres
     from devcloud.lab.testing import lab_session
 
     with lab_session() as lab:
+        LabDns(lab).up()  # the pg name is switched in the lab's zone
         pg = LabPostgres(lab)
         existed = all(_has_host(lab, m.host) for m in MEMBERS) and pg.primary_site() is not None
         pg.up()
@@ -59,20 +61,20 @@ def _has_host(lab: Any, key: str) -> bool:
 
 def _home(root: Path) -> None:
     """Three healthy members with the primary back in gz-a (failback --switch-back when needed)."""
-    from govcloud.adapters.servicemap import ServiceMap
     from govcloud.services.failover import Controller, Journal, failback
     from govcloud.services.failover_drill import LAB_POLICY
-    from govcloud.services.failover_lab import LabBackend
+    from govcloud.services.failover_lab import LabBackend, lab_names
 
     backend = LabBackend()
     journal = Journal(root / ".govcloud" / "failover.db")
     try:
-        Controller(backend, journal, LAB_POLICY).cluster()  # first use: discover the primary
+        names = lab_names()
+        Controller(backend, journal, LAB_POLICY, endpoints=names).cluster()  # first use: discover, publish the name
         row = journal.cluster(backend.service)
         if backend.healthy()["healthy"] and row is not None and row.primary == backend.home_primary \
                 and backend.primaries() == [row.primary]:
             return
-        failback(backend, journal, ServiceMap(root / ".govcloud" / "service-map.json"), switch_back=True)
+        failback(backend, journal, names, switch_back=True)
     finally:
         journal.close()
 
@@ -107,6 +109,14 @@ def test_loss_fails_over_once_within_rto_and_keeps_acknowledged_commits(pg_lab: 
             assert r["primary_after"] == "st-a", where
             assert r["rpo_s"] is not None and r["rpo_s"] <= 2.0, f"{where}: RPO {r['rpo_s']} s (bounded by lag)"
         assert any(d["action"] == "failover" for d in r["decision_log"]), where
+        # names: clients in the surviving sites resolve pg.<zone> to the new primary (their own site's
+        # server first); after the restore no server ever answered clients with the old address
+        names = r["names"]
+        clients = names["clients_after_failover"]
+        assert set(clients) == ({"gz-b", "st-a"} if scenario.startswith("site-loss") else {"st-a"}), where
+        assert all(c["resolved"] == c["expected"] for c in clients.values()), f"{where}: {clients}"
+        assert names["old_address_answered"] == [], f"{where}: {names['servers_after_restore']}"
+        assert names["servers_serving_s"] is not None, f"{where}: not every server serves again: {names}"
         rtos.append(r["rto_s"])
     print(f"\n{scenario}: {_summary('RTO', rtos)} over {RUNS} runs")
 

@@ -66,8 +66,7 @@ class Env:
 
     def govcloud(self, *args: str, fault: str | None = None, journal: str = "journal.sqlite",
                  timeout: float = 600) -> subprocess.CompletedProcess[str]:
-        env = {**self.env, "GOVCLOUD_JOURNAL": str(self.root / ".govcloud" / journal),
-               "GOVCLOUD_SERVICE_MAP": str(self.root / ".govcloud" / (journal + ".service-map.json"))}
+        env = {**self.env, "GOVCLOUD_JOURNAL": str(self.root / ".govcloud" / journal)}
         env.pop("GOVCLOUD_FAULT_KILL_AT", None)
         if fault:
             env["GOVCLOUD_FAULT_KILL_AT"] = fault
@@ -111,13 +110,18 @@ def env(devcloud_cloud: CloudSession, tmp_path_factory: pytest.TempPathFactory) 
     from devcloud.lab.reconcile import reconcile
     from devcloud.lab.testing import lab_session, require_watcher
 
+    from devcloud.lab.dns import LabDns
+
     root = tmp_path_factory.mktemp("mig")
     shutil.copytree(DATA / "inventories", root / "inventories")
     (root / "govcloud.yaml").write_text("version: 1\n")
-    vars_ = {**os.environ, "OS_CLIENT_CONFIG_FILE": str(devcloud_cloud.clouds_yaml),
-             "GOVCLOUD_STATE_DIR": str(root / "state"), "PYTHONPATH": str(REPO)}
     with lab_session(devcloud_cloud.paths, hosts_per_site=1) as lab:
         require_watcher(lab)
+        dns = LabDns(lab)
+        dns.up()  # the systems' names are switched in the lab's zone (tests/data/mig's topology names it)
+        vars_ = {**os.environ, "OS_CLIENT_CONFIG_FILE": str(devcloud_cloud.clouds_yaml),
+                 "GOVCLOUD_STATE_DIR": str(root / "state"), "GOVCLOUD_DNS_KEY": str(dns.key_path),
+                 "PYTHONPATH": str(REPO)}
         e = Env(root, lab, devcloud_cloud, vars_)
         systems = tuple(LEGACY_HOSTS)
         _delete_servers(devcloud_cloud, systems)  # leftovers of an interrupted earlier session
@@ -132,6 +136,7 @@ def env(devcloud_cloud: CloudSession, tmp_path_factory: pytest.TempPathFactory) 
                     lab.remove_host(h)
             reconcile(lab, clouds_yaml=devcloud_cloud.clouds_yaml)
             purge_prefixed(devcloud_cloud.connect, "tmig")
+            dns.forget(list(LEGACY_HOSTS))  # no stale record of a removed system
 
 
 def fresh(e: Env, systems: tuple[str, ...]) -> None:
@@ -139,6 +144,7 @@ def fresh(e: Env, systems: tuple[str, ...]) -> None:
 
     An existing legacy host is reset in place (data regenerated, app restarted) rather than re-created:
     that is what a test needs, and it is faster."""
+    from devcloud.lab.dns import LabDns
     from devcloud.lab.legacy import (
         app_control,
         create_legacy,
@@ -149,6 +155,7 @@ def fresh(e: Env, systems: tuple[str, ...]) -> None:
     )
 
     _delete_servers(e.session, systems)
+    LabDns(e.lab).forget(list(systems))  # each test's preflight publishes the legacy address again
     have = {h.key for h in e.lab.hosts(kind="legacy")}
     for h in legacy_hosts(read_departments(e.root / "inventories"), list(systems)):
         if h.name not in have:
@@ -180,17 +187,26 @@ def state_of(e: Env, journal: str = "journal.sqlite") -> dict[str, str]:
     return {row["system"]: row["state"] for row in json.loads(r.stdout)}
 
 
-def service_map(e: Env, journal: str) -> dict[str, Any]:
-    doc: dict[str, Any] = json.loads((e.root / ".govcloud" / (journal + ".service-map.json")).read_text())
-    services: dict[str, Any] = doc["services"]
-    return services
+def answers(system: str) -> dict[str, list[str]]:
+    """What each of the zone's servers answers a client for ``<system>.<zone>`` (asked directly)."""
+    from devcloud.lab.nameservers import SERVERS, ZONE
+
+    out = {}
+    for ns in SERVERS:
+        r = subprocess.run(["dig", "+short", "+norecurse", "+time=1", "+tries=2", f"@{ns.ip}", f"{system}.{ZONE}", "A"],
+                           text=True, capture_output=True, timeout=15, check=False)
+        out[ns.site] = sorted(r.stdout.split())
+    return out
+
+
+def everywhere(address: str) -> dict[str, list[str]]:
+    return {site: [address] for site in ("gz-a", "gz-b", "st-a")}
 
 
 def assert_migrated(e: Env, journal: str, systems: tuple[str, ...]) -> None:
     """Servers by tag (no duplicates), data equal per target, app healthy on the target, endpoint there."""
     from devcloud.lab.testing import http_get
 
-    smap = service_map(e, journal)
     for system in systems:
         servers = e.servers(system)
         assert len(servers) == EXPECTED_SERVERS[system], [s.name for s in servers]
@@ -204,7 +220,9 @@ def assert_migrated(e: Env, journal: str, systems: tuple[str, ...]) -> None:
             assert status == 200 and json.loads(body)["status"] == "ok", (t, body)
             assert json.loads(body)["hostname"] == t["name"]
         primary = next(t for t in targets if t["primary"])
-        assert smap[system]["address"] == primary["ip"] and smap[system]["history"][-1]["address"].startswith("10.240.31.")
+        assert answers(system) == everywhere(primary["ip"]), system
+        switches = [v for _, step, v in facts(e.journal(journal), system, "switch") if step == "dns"]
+        assert switches and switches[-1]["new"] == primary["ip"] and switches[-1]["expected"].startswith("10.240.31.")
         downtime = facts(e.journal(journal), system, "downtime_seconds")
         assert downtime and 0 < downtime[-1][2] < 60
 
@@ -310,10 +328,58 @@ def test_a_broken_target_app_is_rolled_back_and_the_legacy_service_is_healthy(en
     assert state_of(env, "rb.sqlite")["tmig-db"] == "rolled_back"
     status, body = http_get("http://10.240.31.10:8080/health")
     assert status == 200 and json.loads(body)["hostname"] == "tmig-db-01"
-    assert service_map(env, "rb.sqlite")["tmig-db"]["address"] == "10.240.31.10"
+    assert answers("tmig-db") == everywhere("10.240.31.10")
     assert len(env.servers("tmig-db")) == 2  # the targets are kept for inspection
     r = env.govcloud("migrate", "log", "tmig-db", journal="rb.sqlite")
     assert "rollback" in r.stdout and "rolled_back" in r.stdout
+
+
+def test_cutover_and_rollback_move_the_name_and_clients_in_other_sites_follow(env: Env) -> None:
+    """Issue 12, check 1: tmig-app's legacy host (the legacy site) calls tmig-db by name; a host in
+    st-a resolves it too. Cutover moves the name to the primary target, the operator's rollback
+    (after the cutover was killed during verify) moves it back, and both clients follow within TTL + 2 s."""
+    import time
+
+    from devcloud.lab.testing import http_get
+
+    fresh(env, ("tmig-db", "tmig-app"))
+    j = "names.sqlite"
+    fqdn, legacy, ttl = "tmig-db.svc.gdgov.internal", "10.240.31.10", 30
+    clients = ("tmig-app-01", "st-a-h1")
+
+    def resolved(host: str) -> str:
+        r = env.lab.exec(host, ["getent", "ahostsv4", fqdn])
+        return r.stdout.split()[0] if r.returncode == 0 and r.stdout else ""
+
+    def dependency() -> dict[str, Any]:
+        status, body = http_get("http://10.240.31.11:8080/health")
+        return dict(json.loads(body).get("dependencies", {}).get("tmig-db", {})) if status == 200 else {}
+
+    def follows(address: str, since: float) -> None:
+        for host in clients:
+            while (got := resolved(host)) != address:
+                assert time.monotonic() - since < ttl + 2, f"{host} resolves {got or 'nothing'}, not {address}"
+                time.sleep(0.2)
+        while not (dependency().get("address") == address and dependency().get("reachable")):
+            assert time.monotonic() - since < ttl + 2 + 5, f"tmig-app-01's /health: {dependency()}"  # + one 5 s check
+            time.sleep(0.2)
+
+    r = env.govcloud("migrate", "run", str(PLAN), "--wave", "1", "--systems", "tmig-db", "--manual-cutover",
+                     *env.migrate_args(), journal=j)
+    assert r.returncode == 0, r.stdout + r.stderr
+    follows(legacy, time.monotonic())  # published at preflight with the legacy address
+    primary = next(t for t in facts(env.journal(j), "tmig-db", "targets")[-1][2] if t["primary"])["ip"]
+    r = env.govcloud("migrate", "cutover", "tmig-db", "--outside-window", fault="verify.before_outcome", journal=j)
+    assert r.returncode == -9, r.stdout + r.stderr  # killed after the switch, before verify's outcome
+    follows(primary, time.monotonic())
+    assert answers("tmig-db") == everywhere(primary)
+    r = env.govcloud("migrate", "rollback", "tmig-db", *env.migrate_args(), journal=j)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert state_of(env, j)["tmig-db"] == "rolled_back"
+    follows(legacy, time.monotonic())
+    assert answers("tmig-db") == everywhere(legacy)
+    audit = env.govcloud("audit", "verify", journal=j)
+    assert audit.returncode == 0, audit.stderr
 
 
 def test_kill_9_at_every_crash_point_then_resume_completes_without_duplicates_or_recopy(env: Env) -> None:
@@ -355,3 +421,48 @@ def test_preflight_refuses_a_target_key_the_department_keypair_does_not_hold(env
     assert "keypair gov-tmig-dept in region gz holds another public key" in r.stderr, r.stderr
     assert "nothing was provisioned" in r.stderr
     assert env.servers("tmig-web") == []
+
+
+def test_bad_dns_configuration_stops_the_run_at_preflight_naming_the_server(env: Env, tmp_path: Path) -> None:
+    """Issue 12, check 4, on the real servers: a wrong TSIG key, a server that is down, a zone the
+    servers do not serve. Each run exits 1 naming the server and the reason; nothing is booted and no
+    name is published."""
+    import base64
+
+    from devcloud.lab.dns import LabDns
+
+    fresh(env, ("tmig-web",))
+    dns = LabDns(env.lab)
+    before = answers("tmig-web")
+    wrong = tmp_path / "wrong.key"
+    wrong.write_text('key "govcloud-key" {\n\talgorithm hmac-sha256;\n\tsecret "'
+                     + base64.b64encode(b"x" * 32).decode() + '";\n};\n')
+    wrong.chmod(0o600)
+    other = tmp_path / "root"
+    shutil.copytree(env.root / "inventories", other / "inventories")
+    (other / "govcloud.yaml").write_text("version: 1\n")
+    topo = other / "inventories" / "topology.yaml"
+    topo.write_text(topo.read_text().replace("zone: svc.gdgov.internal.", "zone: nowhere.gdgov.internal."))
+    cases = [
+        ({"GOVCLOUD_DNS_KEY": str(wrong)}, env.root, r"DNS server gz-a (10.240.1.53 port 53) rejected the TSIG signature"),
+        ({}, other, "DNS server gz-a (10.240.1.53 port 53) does not serve zone nowhere.gdgov.internal. (NOTAUTH)"),
+        ({}, env.root, "DNS server gz-b (10.240.2.53 port 53) cannot be updated: connection refused"),
+    ]
+    for extra, root, message in cases:
+        if "gz-b" in message:
+            assert dns.stop("gz-b")
+        try:
+            run_env = {**env.env, **extra, "GOVCLOUD_JOURNAL": str(tmp_path / f"{len(extra)}-{root.name}.sqlite")}
+            r = subprocess.run([sys.executable, "-m", "govcloud", "--root", str(root), "migrate", "run", str(PLAN),
+                                "--wave", "1", "--systems", "tmig-web", "--outside-window", *env.migrate_args()],
+                               env=run_env, text=True, capture_output=True, timeout=300, cwd=root, check=False)
+        finally:
+            if "gz-b" in message:
+                dns.start("gz-b")
+                dns.wait_serving("gz-b")
+        assert r.returncode == 1, r.stdout + r.stderr
+        assert message in r.stderr, r.stderr
+        assert "nothing was provisioned" in r.stderr, r.stderr
+        assert "Traceback" not in r.stderr
+        assert env.servers("tmig-web") == []
+        assert answers("tmig-web") == before  # no name was published or changed

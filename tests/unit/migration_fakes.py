@@ -1,5 +1,5 @@
 """In-memory ports for the migration engine's unit tests: a cloud, hosts holding files, health and
-Ansible. The journal and the service map are the real adapters (SQLite and a JSON file in tmp_path).
+Ansible. The journal is the real adapter (SQLite in tmp_path); names are the in-memory MemoryEndpoints.
 
 These fakes stand in for the devcloud and the lab so the engine's decisions are tested in
 milliseconds; the integration tests (tests/integration/test_migrate.py, test_example_wave.py) run the
@@ -17,7 +17,6 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from govcloud.adapters.ports import TargetHost
-from govcloud.adapters.servicemap import ServiceMap
 from govcloud.adapters.ssh import (
     CommandResult,
     Endpoint,
@@ -37,6 +36,7 @@ from govcloud.migrate.zones import (
 )
 from govcloud.services.migration.context import Ports
 from govcloud.services.migration.options import LEGACY_APP_CTL, TARGET_APP_CTL
+from tests.unit.endpoint_fake import MemoryEndpoints
 
 SITES = {"gz": ("gz-a", "gz-b"), "st": ("st-a",)}
 Tree = dict[str, bytes]  # relative file name -> content
@@ -237,7 +237,7 @@ class World:
     health: FakeHealth
     cloud: FakeCloud
     configure: FakeConfigure
-    endpoints: ServiceMap
+    endpoints: MemoryEndpoints
     faults: list[str] = field(default_factory=list)
     crash_at: str = ""  # "<point>[@<system>]": raise Crash there
 
@@ -255,4 +255,4 @@ class World:
 
 def world(tmp: Path) -> World:
     hosts = FakeHosts()
-    return World(hosts, FakeHealth(hosts), FakeCloud(hosts), FakeConfigure(), ServiceMap(tmp / "service-map.json"))
+    return World(hosts, FakeHealth(hosts), FakeCloud(hosts), FakeConfigure(), MemoryEndpoints())

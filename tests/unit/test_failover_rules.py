@@ -2,7 +2,7 @@
 
 The decision tests simulate probes from a ground truth, like test_failover_decide.py. The executor
 test uses a recording backend only to inject a crash in the middle of a runbook (a real PostgreSQL
-cannot be made to fail at exactly that step); the journal (SQLite) and the service map are real.
+cannot be made to fail at exactly that step); the journal (SQLite) is real, names are in memory (MemoryEndpoints).
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ from typing import Any
 import pytest
 
 from govcloud.adapters.postgres import PgTarget
-from govcloud.adapters.servicemap import ServiceMap
 from govcloud.errors import ExitCode, InvalidInputError
 from govcloud.failover.decide import decide, primary_lease
 from govcloud.failover.model import (
@@ -40,6 +39,7 @@ from govcloud.services.failover import (
     to_core_snapshot,
 )
 from govcloud.services.failover_drill import LAB_POLICY, parse_scenario
+from tests.unit.endpoint_fake import MemoryEndpoints
 
 REGIONS = {"gz-a": "gz", "gz-b": "gz", "st-a": "st"}
 TOPO = lab_topology(REGIONS)
@@ -185,7 +185,7 @@ def test_executor_journals_each_step_resumes_after_a_crash_and_never_promotes_tw
     journal = Journal(tmp_path / "failover.db")
     with journal.tx() as db:
         journal.set_cluster(ClusterRow("pg", "gz-a", 3, ()), db)
-    smap = ServiceMap(tmp_path / "service-map.json")
+    smap = MemoryEndpoints()
     smap.switch("pg", address="10.0.0.1", port=5432, site="gz-a")
     backend = Recorder(fail_promote=1)
     verified: list[str] = []

@@ -318,7 +318,7 @@ def test_a_refused_switch_keeps_the_system_on_its_legacy_host_and_is_audited(env
     ep = w.endpoints.lookup("tmig-db")
     assert ep is not None and ep.address == "10.240.31.10"
     with Journal(tmp / "journal.sqlite", actor="test") as journal:
-        refused = [r for r in journal.audit_records() if r.action == "service_map.switch" and r.result == "refused"]
+        refused = [r for r in journal.audit_records() if r.action == "name.switch" and r.result == "refused"]
         facts = journal.facts(ctx.plan.name, "tmig-db", "refused")
     assert refused and "changed outside govcloud" in str(refused[0].detail["error"])
     assert facts and facts[0]["step"] == "dns"

@@ -21,7 +21,7 @@ from typing import Any
 
 from govcloud.adapters.failover_journal import ClusterRow, Journal, publish_atomic
 from govcloud.adapters.postgres import MemberState, PostgresError, member_state
-from govcloud.adapters.servicemap import ServiceMap
+from govcloud.adapters.ports import EndpointPort
 from govcloud.errors import RuntimeFailure
 from govcloud.failover.decide import decide as decide_one
 from govcloud.failover.decide import path_state, primary_lease
@@ -95,7 +95,7 @@ class Controller:
     self_fenced: dict[tuple[str, int], str] = field(default_factory=dict)
     in_progress: bool = False
     last_reconciliation: Reconciliation | None = None
-    servicemap: ServiceMap | None = None  # aligned with the cluster when its state is adopted
+    endpoints: EndpointPort | None = None  # the service's name: published, and aligned when the cluster is adopted
     _standbys: dict[tuple[str, int], tuple[Standby, ...]] = field(default_factory=dict)
 
     @property
@@ -119,27 +119,32 @@ class Controller:
             self._log(time.time(), "adopt", r.reason)
             adopted.append(r)
 
+        first = self.last_reconciliation is None
         rec = reconcile_journal(self.backend, self.journal, reach, on_change=on_change)
         self.last_reconciliation = rec
-        if adopted:
+        if adopted or first:
             self._align_endpoint()
         return rec
 
     def _align_endpoint(self) -> None:
-        """After adopting the cluster's state, point this root's service map at the adopted primary too:
-        a later failover's compare-and-swap expects the map to name the primary it replaces."""
-        if self.servicemap is None:
+        """Point the service's name at the journal's primary: published when absent (the first cycle),
+        moved after the cluster's state was adopted. A later failover's compare-and-swap expects the
+        name to hold the primary it replaces."""
+        if self.endpoints is None:
             return
         row = self.journal.cluster(self.service)
-        cur = self.servicemap.lookup(self.service)
-        if row is None or cur is None:
+        if row is None:
             return
+        cur = self.endpoints.lookup(self.service)
         t = self.backend.target(row.primary)
-        if (cur.address, cur.port) != (t.host, t.port):
-            self.servicemap.switch(self.service, address=t.host, port=t.port, site=row.primary, expect=cur.address,
-                                   reason=f"adopted the cluster's state: primary {row.primary} at epoch {row.epoch}")
-            log.warning("%s: service map moved to %s:%s (%s) to match the cluster", self.service, t.host, t.port,
-                        row.primary)
+        if cur is not None and cur.address == t.host:
+            return
+        why = "published" if cur is None else "adopted the cluster's state"
+        self.endpoints.switch(self.service, address=t.host, port=t.port, site=row.primary,
+                              expect=None if cur is None else cur.address,
+                              reason=f"{why}: primary {row.primary} at epoch {row.epoch}")
+        log.warning("%s: name %s -> %s (%s, %s)", self.service, "(absent)" if cur is None else cur.address, t.host,
+                    row.primary, why)
 
     def cluster(self) -> ClusterRow:
         """The journal's idea of the cluster, reconciled with the members the first time it is asked."""
@@ -292,7 +297,7 @@ def observe(ctl: Controller, seconds: float, interval: float,
             time.sleep(left)  # the cycle period
 
 
-def status_payload(ctl: Controller, servicemap: ServiceMap) -> dict[str, Any]:
+def status_payload(ctl: Controller, endpoints: EndpointPort) -> dict[str, Any]:
     """Members (role, state, lag), the journal's epoch, the endpoint, the current decision and why."""
     health = ctl.backend.healthy()
     view = ctl.view(ctl.last_snapshot)
@@ -307,7 +312,7 @@ def status_payload(ctl: Controller, servicemap: ServiceMap) -> dict[str, Any]:
                         "state": (r or {}).get("state", "-") if role == "standby" else m.get("role"),
                         "sync_state": (r or {}).get("sync_state"), "lag_bytes": (r or {}).get("lag_bytes"),
                         "mode": sb.mode.value if sb else None})
-    ep = servicemap.lookup(ctl.service)
+    ep = endpoints.lookup(ctl.service)
     d = ctl.last_decision
     rec = ctl.last_reconciliation
     source = {"outcome": rec.outcome.value if rec else "unknown", "reason": rec.reason if rec else "",
@@ -315,7 +320,7 @@ def status_payload(ctl: Controller, servicemap: ServiceMap) -> dict[str, Any]:
     return {"service": ctl.service, "primary": view.primary, "epoch": view.epoch, "fenced": list(view.fenced),
             "next_epoch": view.next_epoch, "source": source,
             "members": members, "healthy": health.get("healthy"),
-            "endpoint": None if ep is None else {"address": ep.address, "port": ep.port, "site": ep.site,
-                                                 "version": ep.version},
+            "endpoint": None if ep is None else {"address": ep.address, "port": ctl.backend.target(view.primary).port,
+                                                 "site": ctl.backend.site_of(ep.address), "generation": ep.version},
             "decision": None if d is None else decision_dict(d),
             "runs": [asdict(r) for r in ctl.journal.runs(ctl.service)[-5:]]}

@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 
 from govcloud.adapters.failover_journal import ClusterRow, Journal, RunRow
 from govcloud.adapters.postgres import PgTarget, write_check
-from govcloud.adapters.servicemap import ServiceMap
+from govcloud.adapters.ports import EndpointPort
 from govcloud.failover.model import Decision, FailoverRefused
 from govcloud.failover.runbook import StepKind, runbook_for
 from govcloud.services.failover.backend import Backend, FailoverFailed
@@ -28,12 +28,14 @@ class RunResult:
 class Executor:
     """Carries out a runbook, journaling every step before its side effect (resumable, never twice)."""
 
-    def __init__(self, backend: Backend, journal: Journal, servicemap: ServiceMap,
+    def __init__(self, backend: Backend, journal: Journal, endpoints: EndpointPort,
                  reachable: Callable[[str], bool] | None = None,
                  verify: Callable[[PgTarget, str, str], float] = write_check) -> None:
         self.backend = backend
         self.journal = journal
-        self.servicemap = servicemap
+        self.endpoints = endpoints
+        self._switched: dict[str, str] = {}  # service -> the address this executor switched its name to
+        self.step_seconds: dict[str, float] = {}  # step kind -> how long it took in this process (drill reports)
         self.reachable = reachable or (lambda site: True)
         self.verify = verify
 
@@ -68,7 +70,9 @@ class Executor:
                 continue
             self.journal.mark_step(run.id, number, "running")
             try:
+                started = time.monotonic()
                 detail = self._step(StepKind(kind), run, old, new, epoch)
+                self.step_seconds[kind] = time.monotonic() - started
                 if StepKind(kind) is StepKind.VERIFY_WRITES:
                     self.journal.mark_writable(run.id)
                 if StepKind(kind) is StepKind.RECORD_RTO_RPO:
@@ -116,17 +120,20 @@ class Executor:
             return "; ".join(notes) or "no other standby"
         if kind is StepKind.MOVE_ENDPOINT:
             t = self.backend.target(new)
-            cur_ep = self.servicemap.lookup(svc)
-            # compare-and-swap: the endpoint must still point at the old primary (or at nothing yet)
-            expect = None if cur_ep is None else self.backend.target(old).host
-            moved = self.servicemap.switch(svc, address=t.host, port=t.port, site=new, expect=expect,
-                                        reason=f"failover epoch {epoch}: {old} -> {new}")
-            return f"{svc} -> {moved.address}:{moved.port} ({new}), map version {moved.version}"
+            # compare-and-swap: the name must still point at the old primary (a rerun finds it moved already)
+            moved = self.endpoints.switch(svc, address=t.host, port=t.port, site=new,
+                                          expect=self.backend.target(old).host,
+                                          reason=f"failover epoch {epoch}: {old} -> {new}")
+            self._switched[svc] = moved.address
+            return f"{svc} -> {moved.address} ({new}), generation {moved.version}"
         if kind is StepKind.VERIFY_WRITES:
-            ep = self.servicemap.lookup(svc)
             t = self.backend.target(new)
-            if ep is not None:
-                t = replace(t, host=ep.address, port=ep.port)
+            # through the address the name points at: as switched by this run, else as the servers answer
+            address = self._switched.get(svc)
+            if address is None:
+                ep = self.endpoints.lookup(svc)
+                address = t.host if ep is None else ep.address
+            t = replace(t, host=address)
             secs = self.verify(t, "epoch", str(epoch))
             return f"wrote and read back epoch {epoch} through {t.host}:{t.port} in {secs * 1000:.0f} ms"
         return ""

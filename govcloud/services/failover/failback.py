@@ -7,7 +7,7 @@ from dataclasses import dataclass, replace
 
 from govcloud.adapters.failover_journal import ClusterRow, Journal
 from govcloud.adapters.postgres import member_state, write_check
-from govcloud.adapters.servicemap import ServiceMap
+from govcloud.adapters.ports import EndpointPort
 from govcloud.errors import RuntimeFailure
 from govcloud.failover.model import FailoverRefused
 from govcloud.failover.reconcile import Outcome
@@ -24,7 +24,7 @@ class FailbackResult:
     seconds: float
 
 
-def failback(backend: Backend, journal: Journal, servicemap: ServiceMap, *, switch_back: bool = False) -> FailbackResult:
+def failback(backend: Backend, journal: Journal, endpoints: EndpointPort, *, switch_back: bool = False) -> FailbackResult:
     """Rejoin every fenced or detached member as a standby of the current primary; optionally switch back home."""
     t0 = time.monotonic()
     svc = backend.service
@@ -49,13 +49,13 @@ def failback(backend: Backend, journal: Journal, servicemap: ServiceMap, *, swit
         backend.set_sync(row.primary, backend.sync_partner(row.primary))
         switched = None
         if switch_back and row.primary != backend.home_primary:
-            switched = _switchover(backend, journal, servicemap, replace(row, fenced=()), backend.home_primary)
+            switched = _switchover(backend, journal, endpoints, replace(row, fenced=()), backend.home_primary)
         final = journal.cluster(svc)
         assert final is not None
     return FailbackResult(rejoined, switched, final.primary, final.epoch, time.monotonic() - t0)
 
 
-def _switchover(backend: Backend, journal: Journal, servicemap: ServiceMap, row: ClusterRow, target: str) -> str:
+def _switchover(backend: Backend, journal: Journal, endpoints: EndpointPort, row: ClusterRow, target: str) -> str:
     """A planned switch to ``target`` with no loss: stop the primary cleanly, let ``target`` replay it all, promote."""
     svc, old = row.service, row.primary
     epoch = reconcile_journal(backend, journal).next_epoch  # above every epoch any member or journal has seen
@@ -73,9 +73,9 @@ def _switchover(backend: Backend, journal: Journal, servicemap: ServiceMap, row:
         time.sleep(0.1)  # polling a remote LSN with a deadline
     backend.promote(target, epoch)
     t = backend.target(target)
-    cur = servicemap.lookup(svc)
-    servicemap.switch(svc, address=t.host, port=t.port, site=target, expect=None if cur is None else cur.address,
-                      reason=f"switch back epoch {epoch}: {old} -> {target}")
+    cur = endpoints.lookup(svc)
+    endpoints.switch(svc, address=t.host, port=t.port, site=target, expect=None if cur is None else cur.address,
+                     reason=f"switch back epoch {epoch}: {old} -> {target}")
     write_check(t, "epoch", str(epoch))
     for s in backend.members():
         if s not in (old, target):

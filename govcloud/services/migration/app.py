@@ -1,7 +1,7 @@
 """Composition: the real ports wired into a run's context, and the entry points the CLI calls.
 
 This is the only module of the engine that names concrete adapters (OpenStack, SSH hosts, HTTP
-health, the service map, Ansible, fault injection); everything else is written against the ports.
+health, the DNS name service, Ansible, fault injection); everything else is written against the ports.
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ from govcloud.adapters.health import HttpHealth
 from govcloud.adapters.hosts import SSHHosts, public_key_line
 from govcloud.adapters.journal import Journal, journal_path
 from govcloud.adapters.ports import CloudPort, EndpointPort
-from govcloud.adapters.servicemap import ServiceMap, default_path
 from govcloud.adapters.target_config import AnsibleTargetConfig
 from govcloud.errors import InvalidInputError, RefusedError
 from govcloud.inventory import load_inventory
@@ -45,13 +44,10 @@ def real_ports(root: Path, options: MigrateOptions, inventory: Inventory, target
 
     configure = AnsibleTargetConfig(project_dir=PLAYBOOKS, state_dir=state_dir(), ssh_key=target_key or Path(),
                                     known_hosts=options.known_hosts, control_path_dir=options.control_path_dir)
-    endpoints: EndpointPort
-    if inventory.topology.dns is not None:
-        from govcloud.services.names_app import name_service
+    from govcloud.services.names_app import DryRunNames, name_service
 
-        endpoints = name_service(inventory)
-    else:  # an inventory without a zone (docs/dns.md): the local service map
-        endpoints = ServiceMap(options.service_map or default_path(root))
+    endpoints: EndpointPort = (DryRunNames(inventory) if options.dry_run
+                               else name_service(inventory, key_file=options.dns_key))
     return Ports(hosts=SSHHosts(), health=HttpHealth(), endpoints=endpoints,
                  configure=configure, open_cloud=open_cloud, fault=kill_at)
 

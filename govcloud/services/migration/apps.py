@@ -60,10 +60,10 @@ def switch_endpoint(ctx: RunContext, w: Work, *, to: str, site: str, expect: str
     try:
         ctx.ports.endpoints.switch(w.id, address=to, port=ctx.options.app_port, site=site, expect=expect, reason=reason)
     except DnsConflictError as exc:
-        ctx.audit("service_map.switch", w.id, "refused", {**detail, "error": exc.message})
+        ctx.audit("name.switch", w.id, "refused", {**detail, "error": exc.message})
         ctx.record(w.id, "dns", "refused", {"from": expect, "to": to, "error": exc.message})
         raise
-    ctx.audit("service_map.switch", w.id, "ok", detail)
+    ctx.audit("name.switch", w.id, "ok", detail)
 
 
 def restore_legacy(ctx: RunContext, w: Work, targets: Sequence[Target], *, switched_to: str | None, reason: str) -> None:

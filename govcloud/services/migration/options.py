@@ -38,7 +38,7 @@ class MigrateOptions:
     ssh_key: Path | None = None  # for the legacy hosts (default: the operator key)
     target_key: Path | None = None  # for the new servers (default: the operator key in the department keypairs)
     journal: Path | None = None
-    service_map: Path | None = None
+    dns_key: Path | None = None  # the TSIG key file (default: $GOVCLOUD_DNS_KEY, else the state directory's)
     clouds_yaml: Path | None = None
     image: str = DEFAULT_IMAGE
     timezone: str = "Asia/Shanghai"
