@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from govcloud.errors import Diagnostic, Location
+from govcloud.inventory.db_checks import check_host_databases
 from govcloud.inventory.dns_checks import check_dns
 from govcloud.inventory.yamlio import PathElem, YamlDocument, format_path
 
@@ -163,6 +164,7 @@ def check_departments(topology: YamlDocument | None, departments: list[YamlDocum
                            "two inventory hosts share one SSH endpoint; is that intended?")
                 else:
                     endpoints[ep] = _Defined(doc, (*hpath, "address"))
+                f.items.extend(check_host_databases(doc, hpath, host))
     known = sorted(systems)
     for doc in departments:
         for i, system in enumerate(doc.data["systems"]):

@@ -18,7 +18,7 @@ from govcloud.inventory.checks import check_departments, check_topology
 from govcloud.inventory.schema import schema_diagnostics
 from govcloud.inventory.yamlio import YamlDocument, parse_yaml
 from govcloud.model import (
-    DEFAULT_DNS_TTL, Department, DnsConfig, DnsServer, Host, Inventory, Placement, Region, RegionRole, ReplicationLink,
+    DEFAULT_DB_PORT, DEFAULT_DNS_TTL, Database, DbEngine, Department, DnsConfig, DnsServer, Host, Inventory, Placement, Region, RegionRole, ReplicationLink,
     Resources, Site, System, Tier,
     Topology, Window,
 )
@@ -200,7 +200,7 @@ def build_inventory(topology: YamlDocument, departments: list[YamlDocument], dig
         for i, s in enumerate(doc.data["systems"]):
             w = s["window"]
             hosts = tuple(Host(h["name"], h["address"], int(h.get("port", 22)), h.get("user", "root"), h.get("role", "app"),
-                               tuple(h.get("data", []))) for h in s.get("hosts", []))
+                               tuple(h.get("data", [])), _databases(h)) for h in s.get("hosts", []))
             systems.append(System(
                 id=s["id"], name=s["name"], department=dept["id"], classification=int(s["classification"]),
                 tier=Tier(s["tier"]), rto_minutes=int(s["rto_minutes"]), rpo_minutes=int(s["rpo_minutes"]),
@@ -213,3 +213,12 @@ def build_inventory(topology: YamlDocument, departments: list[YamlDocument], dig
         depts.append(Department(dept["id"], dept["name"], tuple(ids), doc.locate(("department",))))
     return Inventory(topo, tuple(sorted(depts, key=lambda d: d.id)), tuple(sorted(systems, key=lambda s: s.id)),
                      digest, warnings)
+
+
+def _databases(host: dict[str, Any]) -> tuple[Database, ...]:
+    out = []
+    for db in host.get("databases", []):
+        engine = DbEngine(db["engine"])
+        out.append(Database(engine, db["data_dir"], str(db["version"]), int(db.get("port", DEFAULT_DB_PORT[engine])),
+                            tuple(db.get("verify", []))))
+    return tuple(out)

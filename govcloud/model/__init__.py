@@ -190,6 +190,29 @@ class Topology:
         return False
 
 
+class DbEngine(str, Enum):
+    POSTGRESQL = "postgresql"
+    MARIADB = "mariadb"
+
+
+DEFAULT_DB_PORT = {DbEngine.POSTGRESQL: 5432, DbEngine.MARIADB: 3306}
+
+
+@dataclass(frozen=True)
+class Database:
+    """A database server on a legacy host: it moves by its engine's replication, not as files.
+
+    ``version`` is the major version as the engine spells it ("15", "10.11"); ``verify`` names the
+    databases compared row by row after cutover (empty: all of them).
+    """
+
+    engine: DbEngine
+    data_dir: str
+    version: str
+    port: int
+    verify: tuple[str, ...] = ()
+
+
 @dataclass(frozen=True)
 class Host:
     """A legacy machine of a system, reached over SSH for migration."""
@@ -200,6 +223,7 @@ class Host:
     user: str = "root"
     role: str = "app"
     data: tuple[str, ...] = ()
+    databases: tuple[Database, ...] = ()
 
 
 @dataclass(frozen=True)

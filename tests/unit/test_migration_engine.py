@@ -106,6 +106,29 @@ def test_preflight_lists_every_problem_and_provisions_nothing(env: tuple[World, 
     ctx.close()
 
 
+def test_a_system_with_a_database_is_refused_at_preflight_until_replication_exists(env: tuple[World, Path]) -> None:
+    """Its data directory is not a data path, so a file migration would leave the database behind."""
+    from dataclasses import replace
+
+    from govcloud.model import Database, DbEngine
+
+    w, tmp = env
+    pg = Database(DbEngine.POSTGRESQL, "/var/lib/postgresql/15/main", "15", 5432)
+    systems = tuple(replace(s, hosts=tuple(replace(h, databases=(pg,)) for h in s.hosts)) if s.id == "tmig-db" else s
+                    for s in INVENTORY.systems)
+    opts = options(tmp, ("tmig-db",))
+    ctx = open_run(MIG, opts, inventory=replace(INVENTORY, systems=systems), ports=w.ports())
+    ctx.run_id = ctx.journal.start_run(ctx.plan.name, ctx.wave.number, "run", options=opts.as_record())
+    ctx.journal.ensure_system(ctx.plan.name, "tmig-db", ctx.wave.number)
+    with pytest.raises(PreflightError) as err:
+        preflight_step.run(ctx, ctx.work)
+    assert err.value.problems == ("tmig-db: tmig-db-01 (10.240.31.10) runs postgresql 15 on port 5432 "
+                                  "(/var/lib/postgresql/15/main): databases move by replication, which this version of "
+                                  "govcloud cannot do yet; fix: migrate this system once it can (issue 13)",)
+    assert w.cloud.boots == [] and w.endpoints.switches == []
+    ctx.close()
+
+
 def test_preflight_names_short_quota_and_a_foreign_keypair(env: tuple[World, Path]) -> None:
     w, _ = env
     from govcloud.migrate.zones import QuotaSet

@@ -37,6 +37,7 @@ def run(ctx: RunContext, works: list[Work]) -> None:
     problems: Problems = {w.id: [] for w in works}
     sizes = _check_hosts(ctx, works, problems)
     _check_dependencies(ctx, works, problems)
+    _check_databases(works, problems)
     _check_names(ctx, works, problems)
     try:
         _check_cloud(ctx, works, problems)
@@ -46,6 +47,18 @@ def run(ctx: RunContext, works: list[Work]) -> None:
                                   f"{exc.hint or 'check clouds.yaml'}")
     _record(ctx, works, intents, problems, sizes)
     _publish_names(ctx, works)
+
+
+def _check_databases(works: list[Work], problems: Problems) -> None:
+    """A declared database server would not be moved by the file copy (its directory is not a data
+    path): refuse such a system until the engine replicates databases (issue 13), instead of
+    migrating it without its data."""
+    for w in works:
+        for h in w.system.hosts:
+            for db in h.databases:
+                problems[w.id].append(f"{w.id}: {h.name} ({h.address}) runs {db.engine.value} {db.version} on port "
+                                      f"{db.port} ({db.data_dir}): databases move by replication, which this version "
+                                      "of govcloud cannot do yet; fix: migrate this system once it can (issue 13)")
 
 
 def _check_names(ctx: RunContext, works: list[Work], problems: Problems) -> None:
