@@ -11,6 +11,7 @@ from govcloud.adapters.ports import EndpointPort
 from govcloud.errors import RuntimeFailure
 from govcloud.failover.model import FailoverRefused
 from govcloud.failover.reconcile import Outcome
+from govcloud.migrate.replication import pg_caught_up
 from govcloud.services.failover.backend import Backend, FailoverFailed
 from govcloud.services.failover.controller import reconcile_journal
 
@@ -65,7 +66,7 @@ def _switchover(backend: Backend, journal: Journal, endpoints: EndpointPort, row
     deadline = time.monotonic() + 30
     while True:
         st = member_state(backend.target(target))
-        if _lsn(st.lsn) >= _lsn(lsn):
+        if pg_caught_up(lsn, st.lsn):
             break
         if time.monotonic() > deadline:
             raise FailoverFailed(f"{svc}: {target} did not replay up to {old}'s shutdown checkpoint {lsn} in 30 s",
@@ -86,8 +87,3 @@ def _switchover(backend: Backend, journal: Journal, endpoints: EndpointPort, row
     backend.set_sync(target, backend.sync_partner(target))
     journal.finish_run(run.id, "ok")
     return target
-
-
-def _lsn(text: str) -> int:
-    hi, lo = text.split("/")
-    return (int(hi, 16) << 32) | int(lo, 16)
