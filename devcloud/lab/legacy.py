@@ -21,10 +21,12 @@ import yaml
 
 from devcloud.lab import net
 from devcloud.lab.api import Lab
+from devcloud.lab.legacydb import DbSpec, LegacyDatabases
 from devcloud.lab.nameservers import ZONE
 from devcloud.lab.state import HostSpec
 
 APP_PORT = 8080
+DEFAULT_DB_PORT = {"postgresql": 5432, "mariadb": 3306}
 SAMPLEAPP = Path(__file__).with_name("sampleapp.py")
 LEGACY = net.site("legacy")
 
@@ -40,6 +42,7 @@ class LegacyHost:
     role: str
     data: tuple[str, ...]
     depends_on: tuple[str, ...] = ()
+    databases: tuple[DbSpec, ...] = ()
 
 
 def read_departments(root: Path) -> list[dict[str, Any]]:
@@ -74,6 +77,8 @@ def legacy_hosts(departments: Iterable[dict[str, Any]], systems: Sequence[str] =
                         port=int(h.get("port", 22)), user=str(h.get("user", "root")), role=str(h.get("role", "app")),
                         data=tuple(str(p) for p in h.get("data", []) or []),
                         depends_on=tuple(str(d) for d in s.get("depends_on", []) or []),
+                        databases=tuple(DbSpec(str(d["engine"]), int(d.get("port", DEFAULT_DB_PORT.get(str(d["engine"]), 0))),
+                                               str(d["data_dir"]), str(d["version"])) for d in h.get("databases", []) or []),
                     )
                 )
     missing = wanted - seen_sys
@@ -93,6 +98,9 @@ def legacy_hosts(departments: Iterable[dict[str, Any]], systems: Sequence[str] =
         for p in h.data:
             if not _under_srv(p):
                 problems.append(f"{h.system}/{h.name}: data path {p} is not under /srv (the host's own data root)")
+        for db in h.databases:
+            if not _under_srv(db.data_dir):
+                problems.append(f"{h.system}/{h.name}: {db.engine} data directory {db.data_dir} is not under /srv")
         if names.setdefault(h.name, h.address) != h.address or addrs.setdefault(h.address, h.name) != h.name:
             problems.append(f"{h.system}/{h.name}: name or address {h.address} used twice")
     if problems:
@@ -126,7 +134,8 @@ def install_app(lab: Lab, h: LegacyHost) -> None:
     app = host_srv(lab, h.name) / "app"
     app.mkdir(parents=True, exist_ok=True)
     shutil.copy2(SAMPLEAPP, app / "sampleapp.py")
-    config = {"name": h.system, "port": APP_PORT, "data": list(h.data), "depends_on": list(h.depends_on), "zone": ZONE}
+    config = {"name": h.system, "port": APP_PORT, "data": list(h.data), "depends_on": list(h.depends_on), "zone": ZONE,
+              "databases": [{"engine": d.engine, "port": d.port} for d in h.databases]}
     (app / "app.json").write_text(json.dumps(config, indent=2))
 
 
@@ -168,6 +177,9 @@ def create_legacy(
                 generate_data(host_srv(lab, h.name) / rel, f"{h.name}:{p}", files=files, size=size)
             install_app(lab, h)
             created.append(spec)
+    dbs = LegacyDatabases(lab)
+    with ThreadPoolExecutor(max_workers=4) as pool:  # servers first: each app commits to its databases from the start
+        list(pool.map(lambda hd: dbs.up(hd[0].name, hd[0].address, hd[1]), [(h, d) for h in wanted for d in h.databases]))
     # start the apps side by side: each start waits for its /health (python start-up dominates)
     with ThreadPoolExecutor(max_workers=8) as pool:
         results = list(pool.map(lambda h: (h.name, *app_control(lab, h.name, "start")), wanted))

@@ -14,6 +14,11 @@ HTTP (inside the host's netns, port from app.json):
                                    "dependencies": {dep: {name, address, reachable, checked_at}}, ...}
     GET /ping              -> 200 {"status": "ok", "app"} (cheap: what dependants call)
 With ``"depends_on": [ids]`` (and ``"zone"``) in app.json, each dependency's /ping is called by name every 5 s.
+With ``"databases": [{"engine": "postgresql"|"mariadb", "port": N}]``, the app commits one numbered row to
+each server's ``app.ledger`` every 50 ms (through the engine's own client on 127.0.0.1, the password from
+``/srv/app/db-<engine>-<port>.secret``) and appends each id the server acknowledged to
+``/srv/app/ledger-<engine>-<port>.log``: what a migration must not lose. /health reports per server
+``{acknowledged, last_id, errors, last_error}``, and says "degraded" while a server's last commit failed.
     GET /<data path>/<f>   -> the file's bytes (only below the configured data paths)
     GET /                  -> 200 JSON list of every served file with its size
 The PID file and log live next to this script (``/srv/app/sampleapp.pid``, ``sampleapp.log``).
@@ -89,6 +94,71 @@ class Dependencies:
             return dict(self.state)
 
 
+COMMIT_INTERVAL_S = 0.05
+
+
+class Committer:
+    """Commits numbered rows to one database server; every id the server acknowledged is appended
+    (and fsynced) to the ledger file, so "nothing lost" can be checked against the database."""
+
+    def __init__(self, engine: str, port: int) -> None:
+        self.engine, self.port = engine, port
+        key = f"{engine}-{port}"
+        self.ledger = HERE / f"ledger-{key}.log"
+        self.secret_file = HERE / f"db-{key}.secret"
+        ids = [int(x) for x in self.ledger.read_text().split()] if self.ledger.exists() else []
+        self.acknowledged = len(ids)
+        self.next_id = (max(ids) + 1) if ids else 1
+        self.last_id = max(ids) if ids else 0
+        self.errors = 0
+        self.last_error = ""
+        self.last_ok = False
+        self.lock = threading.Lock()
+
+    def _argv_env(self, sql: str) -> tuple[list[str], dict[str, str]]:
+        password = self.secret_file.read_text().strip()
+        if self.engine == "postgresql":
+            return (["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1", "-p", str(self.port), "-U", "app",
+                     "-d", "app", "-c", sql], {**os.environ, "PGPASSWORD": password, "PGCONNECT_TIMEOUT": "2"})
+        return (["mariadb", "-h", "127.0.0.1", "-P", str(self.port), "-u", "app", "--connect-timeout=2", "app", "-e",
+                 sql], {**os.environ, "MYSQL_PWD": password})
+
+    def commit_one(self) -> None:
+        n = self.next_id
+        self.next_id += 1  # never reused: an unacknowledged id may still have been committed
+        try:
+            argv, env = self._argv_env(f"INSERT INTO ledger (id, payload) VALUES ({n}, 'commit {n}')")
+            r = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=10)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            ok, err = False, f"{type(exc).__name__}: {exc}"
+        else:
+            ok, err = r.returncode == 0, (r.stderr or r.stdout).strip()[-200:]
+        with self.lock:
+            if ok:
+                with open(self.ledger, "a") as f:
+                    f.write(f"{n}\n")
+                    f.flush()
+                    os.fsync(f.fileno())
+                self.acknowledged += 1
+                self.last_id = n
+            else:
+                self.errors += 1
+                self.last_error = err
+            self.last_ok = ok
+
+    def loop(self) -> None:
+        while True:
+            started = time.monotonic()
+            self.commit_one()
+            time.sleep(max(0.0, COMMIT_INTERVAL_S - (time.monotonic() - started)))
+
+    def snapshot(self) -> dict[str, Any]:
+        with self.lock:
+            return {"engine": self.engine, "port": self.port, "acknowledged": self.acknowledged,
+                    "last_id": self.last_id, "errors": self.errors, "last_error": self.last_error,
+                    "ok": self.last_ok}
+
+
 def data_summary(paths: list[str]) -> dict[str, dict[str, int]]:
     out: dict[str, dict[str, int]] = {}
     for p in paths:
@@ -108,6 +178,7 @@ class Handler(BaseHTTPRequestHandler):
     server_version = "govcloud-sampleapp/1"
     cfg: dict[str, Any] = {}
     deps: Dependencies | None = None
+    committers: list[Committer] = []
     started = time.time()
 
     def log_message(self, fmt: str, *args: Any) -> None:  # to the log file, not stderr noise
@@ -129,9 +200,11 @@ class Handler(BaseHTTPRequestHandler):
             self._json({"status": "ok", "app": self.cfg["name"]})
             return
         if path == "/health":
+            dbs = {f"{c.engine}-{c.port}": c.snapshot() for c in self.committers}
             self._json(
                 {
-                    "status": "ok",
+                    "status": "ok" if all(d["ok"] for d in dbs.values()) else "degraded",
+                    "databases": dbs,
                     "hostname": socket.gethostname(),
                     "app": self.cfg["name"],
                     "pid": os.getpid(),
@@ -183,6 +256,11 @@ def serve() -> int:
     if cfg.get("depends_on"):
         Handler.deps = Dependencies(list(cfg["depends_on"]), str(cfg.get("zone", "svc.gdgov.internal.")), int(cfg["port"]))
         threading.Thread(target=Handler.deps.loop, name="dependencies", daemon=True).start()
+    for db in cfg.get("databases", []):
+        c = Committer(str(db["engine"]), int(db["port"]))
+        c.commit_one()  # the first commit before /health answers: "ok" means the database takes writes
+        Handler.committers.append(c)
+        threading.Thread(target=c.loop, name=f"commit-{db['engine']}", daemon=True).start()
     httpd = Server(("0.0.0.0", int(cfg["port"])), Handler)  # inside the host's netns only
     signal.signal(signal.SIGTERM, _on_term)
     try:
