@@ -51,11 +51,6 @@ def home(root: Path) -> float:
         journal.close()
 
 
-def _switch_s(report: dict[str, Any]) -> float | None:
-    """How long the runbook's move-endpoint step (the DNS switch) took, from the journal's step times."""
-    return report.get("move_endpoint_s")
-
-
 def stats(xs: list[float]) -> str:
     if not xs:
         return "-"
@@ -92,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
                      stats([float(r["lost_commits"]) for r in reports]),
                      stats([r["rpo_s"] for r in reports if r["rpo_s"] is not None]),
                      all(r["exactly_one_primary"] for r in reports),
-                     stats([_switch_s(r) for r in ok if _switch_s(r) is not None]),
+                     stats([r["move_endpoint_s"] for r in ok if r.get("move_endpoint_s") is not None]),
                      sum(1 for r in ok if r.get("names", {}).get("old_address_answered")),
                      stats([r["names"]["servers_serving_s"] for r in ok
                             if r.get("names", {}).get("servers_serving_s") is not None])))

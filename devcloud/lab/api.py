@@ -400,6 +400,13 @@ class Lab:
             raise net.LabError(f"lab host {h.key} is not running")
         return H.exec_in(pid, argv, input=input, timeout=timeout)
 
+    def write_file(self, name: str, path: str, text: str, *, mode: str = "600", owner: str = "root") -> None:
+        """Write ``path`` inside a host atomically (a temporary file, then rename), created 0077-masked."""
+        r = self.exec(name, ["/bin/sh", "-c", 'umask 077 && cat > "$1.tmp" && chmod "$2" "$1.tmp" && chown "$3" "$1.tmp" '
+                             '&& mv "$1.tmp" "$1"', "sh", path, mode, owner], input=text)
+        if r.returncode != 0:
+            raise net.LabError(f"{name}: cannot write {path}: {(r.stderr or r.stdout).strip()[-300:]}")
+
     def ssh_options(self, known_hosts: Path | None = None) -> list[str]:
         """OpenSSH options for strict host-key checking against the lab's known_hosts."""
         return [

@@ -23,11 +23,11 @@ import os
 import shlex
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 from devcloud.errors import DevcloudError
 from devcloud.lab.api import Lab
+from devcloud.lab.hosts import kill_pids
 from devcloud.lab.nameservers import SERVERS, ZONE, NameServer
 from devcloud.procs import wait_for
 
@@ -142,8 +142,7 @@ class LabDns:
         return r
 
     def _write(self, site: str, path: str, text: str, mode: str = "644") -> None:
-        self.run(site, ["/bin/sh", "-c", 'umask 077 && cat > "$1.tmp" && chmod "$2" "$1.tmp" && mv "$1.tmp" "$1"',
-                        "sh", path, mode], input=text)
+        self.lab.write_file(server(site).host, path, text, mode=mode)
 
     def ensure_key(self) -> Path:
         """Generate the TSIG key once (0600, in a 0700 directory); never printed."""
@@ -271,12 +270,7 @@ class LabDns:
         pid = self.guard_pid(site)
         if pid is None:
             return False
-        os.kill(pid, 15)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and Path(f"/proc/{pid}").exists():
-            time.sleep(0.05)
-        if Path(f"/proc/{pid}").exists():
-            os.kill(pid, 9)
+        kill_pids([pid], timeout)
         self._guard_file(site, "guard.pid").unlink(missing_ok=True)
         return True
 
@@ -292,12 +286,7 @@ class LabDns:
         pid = self.pid(site)
         if pid is None:
             return False
-        os.kill(pid, 15)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and Path(f"/proc/{pid}").exists():
-            time.sleep(0.05)
-        if Path(f"/proc/{pid}").exists():
-            os.kill(pid, 9)
+        kill_pids([pid], timeout)
         self.run(site, ["rm", "-f", PID_FILE], check=False)
         return True
 

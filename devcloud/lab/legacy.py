@@ -21,12 +21,11 @@ import yaml
 
 from devcloud.lab import net
 from devcloud.lab.api import Lab
-from devcloud.lab.legacydb import DbSpec, LegacyDatabases
+from devcloud.lab.legacydb import DEFAULT_PORT, DbSpec, LegacyDatabases
 from devcloud.lab.nameservers import ZONE
 from devcloud.lab.state import HostSpec
 
 APP_PORT = 8080
-DEFAULT_DB_PORT = {"postgresql": 5432, "mariadb": 3306}
 SAMPLEAPP = Path(__file__).with_name("sampleapp.py")
 LEGACY = net.site("legacy")
 
@@ -77,7 +76,7 @@ def legacy_hosts(departments: Iterable[dict[str, Any]], systems: Sequence[str] =
                         port=int(h.get("port", 22)), user=str(h.get("user", "root")), role=str(h.get("role", "app")),
                         data=tuple(str(p) for p in h.get("data", []) or []),
                         depends_on=tuple(str(d) for d in s.get("depends_on", []) or []),
-                        databases=tuple(DbSpec(str(d["engine"]), int(d.get("port", DEFAULT_DB_PORT.get(str(d["engine"]), 0))),
+                        databases=tuple(DbSpec(str(d["engine"]), int(d.get("port", DEFAULT_PORT.get(str(d["engine"]), 0))),
                                                str(d["data_dir"]), str(d["version"])) for d in h.get("databases", []) or []),
                     )
                 )

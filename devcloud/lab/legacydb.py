@@ -28,6 +28,7 @@ PG_BIN = "/usr/lib/postgresql/15/bin"
 MARIADB = "/usr/sbin/mariadbd"
 APP_DB = "app"
 APP_USER = "app"
+DEFAULT_PORT = {"postgresql": 5432, "mariadb": 3306}
 LEDGER_DDL = "CREATE TABLE IF NOT EXISTS ledger (id BIGINT PRIMARY KEY, payload VARCHAR(64) NOT NULL)"
 
 
@@ -71,8 +72,7 @@ class LegacyDatabases:
         return r
 
     def _write(self, host: str, path: str, text: str, mode: str = "600", owner: str = "root") -> None:
-        self.run(host, ["/bin/sh", "-c", 'umask 077 && cat > "$1.tmp" && chmod "$2" "$1.tmp" && chown "$3" "$1.tmp" '
-                        '&& mv "$1.tmp" "$1"', "sh", path, mode, owner], input=text)
+        self.lab.write_file(host, path, text, mode=mode, owner=owner)
 
     def password(self, host: str, db: DbSpec) -> str:
         """The app user's password: generated once per host and server, kept 0600 in the host."""
@@ -98,8 +98,9 @@ class LegacyDatabases:
             raise LegacyDbError(f"{host}: unknown engine {db.engine!r}")
 
     # ------------------------------------------------------------ PostgreSQL
-    def _as_pg(self, host: str, argv: list[str], **kw: object) -> subprocess.CompletedProcess[str]:
-        return self.run(host, ["runuser", "-u", "postgres", "--", *argv], **kw)  # type: ignore[arg-type]
+    def _as_pg(self, host: str, argv: list[str], *, input: str | None = None,
+               timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        return self.run(host, ["runuser", "-u", "postgres", "--", *argv], input=input, timeout=timeout)
 
     def _pg_running(self, host: str, db: DbSpec) -> bool:
         r = self.run(host, ["runuser", "-u", "postgres", "--", f"{PG_BIN}/pg_ctl", "-D", db.data_dir, "status"],

@@ -13,10 +13,10 @@ from typing import Any
 
 from govcloud.errors import Diagnostic
 from govcloud.inventory.yamlio import PathElem, YamlDocument, format_path
+from govcloud.model import DEFAULT_DB_PORT, DbEngine
 
 #: the port the migrated application answers on (MigrateOptions.app_port): no database may take it
 APP_PORT = 8080
-DEFAULT_PORT = {"postgresql": 5432, "mariadb": 3306}
 #: the oldest major version whose replication the migration uses (slots and pg_basebackup -X stream;
 #: GTID replication)
 OLDEST = {"postgresql": (10,), "mariadb": (10, 0)}
@@ -56,7 +56,7 @@ def check_host_databases(doc: YamlDocument, hpath: tuple[PathElem, ...], host: d
                 oldest = ".".join(str(x) for x in OLDEST[engine])
                 error((*path, "version"), f"{engine} {text} is too old to migrate by replication (needs {oldest} "
                       "or later)", f"upgrade {host['name']}'s {engine} first, or move it by dump and restore")
-        port = int(db.get("port", DEFAULT_PORT[engine]))
+        port = int(db.get("port", DEFAULT_DB_PORT[DbEngine(engine)]))
         where = (*path, "port") if "port" in db else path
         if port == ssh_port:
             error(where, f"{here} uses port {port}, the host's SSH port", "give the database its own port")

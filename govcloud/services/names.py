@@ -115,11 +115,6 @@ class NameService:
                 return addresses
         return None
 
-    def serving(self) -> list[bool | None]:
-        """Per server (in order): answers clients, withdrawn by its guard (False), or no answer (None)."""
-        with ThreadPoolExecutor(max_workers=len(self.config.servers)) as pool:
-            return list(pool.map(lambda s: self.servers.serving(s, self.config.zone), self.config.servers))
-
     # ---------------------------------------------------------------- checks
     def preflight(self) -> None:
         """Every server reachable, serving the zone, and accepting the key: an update holding only a
