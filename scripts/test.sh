@@ -1,10 +1,26 @@
 #!/usr/bin/env bash
-# Set everything up and run the whole test suite: unit tests, static checks, and the integration
-# tests against the real devcloud (OpenStack) and lab (sshd hosts in network namespaces).
-# The pytest session brings the devcloud and lab up (or reuses running ones) and tears down what it started.
+# Set everything up and run the test suite: unit tests, static checks, and the integration tests
+# against the real devcloud (OpenStack), lab (sshd hosts in network namespaces), DNS and databases.
+# The pytest session brings what it needs up (or adopts a live one, or cleans a dead one a killed
+# run left) and tears down what it started.
+#
+#   bash scripts/test.sh            the suite (.ci/run): every behaviour, smallest data; <= 15 min
+#   bash scripts/test.sh --scale    the suite plus the scale tier: the whole 50-system example
+#                                   wave and the failover drills repeated (GOVCLOUD_DRILL_RUNS, 3)
+#
+# Other arguments go to pytest. A JUnit report is written to .test-results/junit.xml.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+args=()
+for a in "$@"; do
+  if [ "$a" = "--scale" ]; then
+    export GOVCLOUD_DRILL_RUNS="${GOVCLOUD_DRILL_RUNS:-3}"
+  fi
+  args+=("$a")
+done
+
 bash scripts/bootstrap.sh
 export PATH="$PWD/.venv/bin:$PATH"
 printf '\n==> pytest\n'
-exec .venv/bin/python -m pytest "$@"
+exec .venv/bin/python -m pytest "${args[@]}"

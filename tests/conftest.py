@@ -1,4 +1,10 @@
-"""Shared fixtures: the mini inventory copied into a scratch project, and a CLI runner."""
+"""Shared fixtures (the mini inventory copied into a scratch project, a CLI runner) and the two tiers.
+
+The default suite holds every behaviour test, each on the smallest data that shows it. Tests marked
+``scale`` (the whole 50-system example wave, anything whose point is size or repetition) run only
+with ``--scale`` (``bash scripts/test.sh --scale``), which also repeats the failover drills
+(``GOVCLOUD_DRILL_RUNS``, see scripts/test.sh). See docs/testing.md.
+"""
 
 from __future__ import annotations
 
@@ -19,6 +25,21 @@ class CliResult:
     exit_code: int
     stdout: str
     stderr: str
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--scale", action="store_true", default=False,
+                     help="also run the scale tier (tests marked `scale`): the whole example wave, repeated drills")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Without --scale, tests marked ``scale`` are deselected (reported as such, never silently skipped)."""
+    if config.getoption("--scale"):
+        return
+    scale = [item for item in items if item.get_closest_marker("scale") is not None]
+    if scale:
+        config.hook.pytest_deselected(items=scale)
+        items[:] = [item for item in items if item.get_closest_marker("scale") is None]
 
 
 @pytest.fixture

@@ -31,3 +31,26 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.integration)
     items.sort(key=lambda item: (item.get_closest_marker("lifecycle") is not None,
                                  item.get_closest_marker("cloud_last") is not None))
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """A failed integration test's report ends with the tails of the component logs written meanwhile.
+
+    Its setup and call are covered (a fixture that brings a stack up fails in setup); see logtails.py.
+    """
+    outcome = yield
+    report = outcome.get_result()
+    if report.failed and call.when in ("setup", "call") and item.get_closest_marker("integration"):
+        from devcloud.paths import DevcloudPaths
+        from tests.integration.logtails import log_tails
+
+        started = getattr(item, "_govcloud_started", call.start)
+        report.sections.append(("component logs (tails)", log_tails(DevcloudPaths.from_env().home, started - 1)))
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    import time
+
+    item._govcloud_started = time.time()  # type: ignore[attr-defined]
