@@ -28,13 +28,15 @@ Exit codes:
 class GovcloudGroup(click.Group):
     """Root group: runs the command inside the error boundary."""
 
-    def main(self, *args: Any, **kwargs: Any) -> Any:  # noqa: D102 - the boundary
+    def main(self, *args: Any, **kwargs: Any) -> Any:  # the boundary
         kwargs.setdefault("standalone_mode", False)
         argv = kwargs.get("args") if kwargs.get("args") is not None else (args[0] if args else sys.argv[1:])
         debug = "--debug" in (argv or [])
         try:
             rv = super().main(*args, **kwargs)
-        except click.exceptions.Abort:  # click's wrapping of Ctrl-C / EOF at a prompt
+        except click.exceptions.Abort as exc:  # click's wrapping of Ctrl-C, and of any EOFError
+            if isinstance(exc.__cause__, EOFError):  # chained by click's main, never by a prompt
+                _internal_error(exc.__cause__, debug)  # an EOFError from a library is no Ctrl-C
             click.echo("interrupted", err=True)
             sys.exit(ExitCode.INTERRUPTED)
         except KeyboardInterrupt:
@@ -51,12 +53,19 @@ class GovcloudGroup(click.Group):
             click.echo(exc.render(), err=True)
             sys.exit(exc.exit_code)
         except Exception as exc:  # the last line of defence: never a bare traceback for users
-            if debug:
-                traceback.print_exc()
-            click.echo(f"error: internal error: {type(exc).__name__}: {exc}\n"
-                       "  hint: re-run with --debug for the traceback and report it", err=True)
-            sys.exit(ExitCode.FAILURE)
+            _internal_error(exc, debug)
         sys.exit(rv if isinstance(rv, int) else ExitCode.OK)
+
+
+def _internal_error(exc: BaseException, debug: bool) -> None:
+    """Exit 1 with the error's type and text: click turns an EOFError raised anywhere in a command
+    (paramiko raises one when a host closes the connection mid-handshake) into ``Abort``, which
+    would otherwise read as Ctrl-C (exit 130) and hide a failure."""
+    if debug:
+        traceback.print_exception(exc)
+    click.echo(f"error: internal error: {type(exc).__name__}: {exc}\n"
+               "  hint: re-run with --debug for the traceback and report it", err=True)
+    sys.exit(ExitCode.FAILURE)
 
 
 @click.group(cls=GovcloudGroup, epilog=EPILOG, context_settings={"help_option_names": ["-h", "--help"]})
