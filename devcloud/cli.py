@@ -107,20 +107,29 @@ except ImportError:
 
 
 @main.group()
-def monitor() -> None:
+@click.option("--instance", default="default", show_default=True,
+              help="Which stack: the demo's is 'default'; another (a test's while a demo's runs) has its own "
+                   "PID files, data and --*-listen addresses.")
+@click.pass_context
+def monitor(ctx: click.Context, instance: str) -> None:
     """The demo's monitoring: `govcloud exporter` + Prometheus on 127.0.0.1 (9477, 9090)."""
+    ctx.obj["monitor_instance"] = instance
 
 
 @monitor.command("up")
 @click.option("--root", type=click.Path(file_okay=False, path_type=Path), default=Path("."), show_default=True,
               help="The govcloud project root whose journal and failover state the exporter reads.")
+@click.option("--exporter-listen", default="127.0.0.1:9477", show_default=True, help="The exporter's address.")
+@click.option("--prometheus-listen", default="127.0.0.1:9090", show_default=True, help="Prometheus's address.")
 @click.pass_context
-def monitor_up(ctx: click.Context, root: Path) -> None:
+def monitor_up(ctx: click.Context, root: Path, exporter_listen: str, prometheus_listen: str) -> None:
     """Start the exporter and Prometheus (idempotent); print where to look."""
     from devcloud import monitor as m
 
     repo = Path(__file__).resolve().parents[1]
-    st = _run(ctx, lambda: m.up(ctx.obj["paths"], root.resolve(), repo))
+    listen = m.Listen(exporter=exporter_listen, prometheus=prometheus_listen)
+    st = _run(ctx, lambda: m.up(ctx.obj["paths"], root.resolve(), repo, say=_say,
+                                instance=ctx.obj["monitor_instance"], listen=listen))
     _say(f"exporter   pid {st.exporter_pid}  {st.exporter_url}")
     _say(f"prometheus pid {st.prometheus_pid}  {st.prometheus_url}  (alerts: {st.prometheus_url}/alerts)")
 
@@ -131,7 +140,7 @@ def monitor_down(ctx: click.Context) -> None:
     """Stop exactly the processes `monitor up` recorded."""
     from devcloud import monitor as m
 
-    stopped = _run(ctx, lambda: m.down(ctx.obj["paths"]))
+    stopped = _run(ctx, lambda: m.down(ctx.obj["paths"], ctx.obj["monitor_instance"]))
     _say(f"stopped: {', '.join(stopped) or 'nothing was running'}")
 
 
@@ -141,7 +150,7 @@ def monitor_status(ctx: click.Context) -> None:
     """PIDs and URLs; exit 1 unless both run."""
     from devcloud import monitor as m
 
-    st = m.status(ctx.obj["paths"])
+    st = _run(ctx, lambda: m.status(ctx.obj["paths"], ctx.obj["monitor_instance"]))
     _say(f"exporter   {st.exporter_pid or 'stopped'}  {st.exporter_url}")
     _say(f"prometheus {st.prometheus_pid or 'stopped'}  {st.prometheus_url}")
     if not (st.exporter_pid and st.prometheus_pid):

@@ -11,7 +11,7 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 
 
@@ -86,14 +86,20 @@ class ProcessRegistry:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self._pidfile(name).write_text(f"{pid} {_starttime(pid) or '0'}\n")
 
-    def pid(self, name: str) -> int | None:
-        """The recorded PID if that very process is still alive, else None."""
+    def record(self, name: str) -> tuple[int, str] | None:
+        """What the PID file says, ``(pid, starttime)``, whether or not that process still lives."""
         try:
             pid_s, st = self._pidfile(name).read_text().split()
+            return int(pid_s), st
         except (OSError, ValueError):
             return None
-        pid = int(pid_s)
-        return pid if _starttime(pid) == st else None
+
+    def pid(self, name: str) -> int | None:
+        """The recorded PID if that very process is still alive, else None."""
+        rec = self.record(name)
+        if rec is None:
+            return None
+        return rec[0] if _starttime(rec[0]) == rec[1] else None
 
     def is_running(self, name: str) -> bool:
         return self.pid(name) is not None
@@ -153,6 +159,40 @@ class ProcessRegistry:
                 except ProcessLookupError:
                     pass
 
+    def orphans(self, marker: str) -> list[int]:
+        """Live processes left behind by recorded ones that died (a SIGKILL reaches one process, not its
+        group): in the dead one's process group or session (each recorded process leads both), started
+        after it, with ``marker`` (e.g. the devcloud home) in their command line. ``stop`` cannot reach
+        them: it signals only a recorded process that is still alive.
+
+        A group or session number stays allocated while a member lives, so the kernel never gives it
+        to a new process meanwhile; a recorded PID that now names another process (PID reuse) means
+        our group was empty: such a leader is skipped, its number's group is the new process's.
+        """
+        dead: dict[int, int] = {}
+        for name in self.names():
+            rec = self.record(name)
+            if rec is None:
+                continue
+            now = _starttime(rec[0])
+            if now is None or (now == rec[1] and _is_zombie(rec[0])):  # gone, or our unreaped child
+                dead[rec[0]] = int(rec[1]) if rec[1].isdigit() else 0
+        out: list[int] = []
+        for d in Path("/proc").iterdir() if dead else ():
+            if not d.name.isdigit() or int(d.name) in dead:
+                continue
+            try:
+                f = (d / "stat").read_text().rsplit(")", 1)[1].split()
+            except (OSError, IndexError):
+                continue
+            leader = int(f[2]) if int(f[2]) in dead else int(f[3]) if int(f[3]) in dead else None
+            if leader is None or int(f[19]) < dead[leader] or f[0] == "Z":
+                continue
+            cmd = cmdline(int(d.name))
+            if cmd is not None and marker in cmd:
+                out.append(int(d.name))
+        return sorted(out)
+
     def stop_all(self, prefix: str = "", timeout: float = 30.0) -> list[str]:
         """Stop every recorded process whose name starts with ``prefix``; returns the names."""
         names = self.names(prefix)
@@ -204,6 +244,43 @@ def wait_for(predicate: Callable[[], bool], *, timeout: float, interval: float =
         if time.monotonic() >= deadline:
             raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")
         time.sleep(interval)
+
+
+def cmdline(pid: int) -> str | None:
+    """The command line of ``pid``, arguments joined by spaces (None when gone; "" for a zombie)."""
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
+    except OSError:
+        return None
+
+
+def kill_pids(pids: Iterable[int], timeout: float = 5.0) -> int:
+    """TERM all at once, wait (one deadline for all), KILL what is left. PID reuse is checked: a
+    process is signalled only while its start time is the one seen first. Returns how many lived."""
+    stamps = {p: _starttime(p) for p in set(pids)}
+    live = {p: st for p, st in stamps.items() if st is not None}
+    for p in live:
+        _kill(p, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    alive = list(live)
+    while alive and time.monotonic() < deadline:
+        time.sleep(0.05)
+        alive = [p for p in alive if _starttime(p) == live[p] and not _is_zombie(p)]
+    for p in alive:
+        if _starttime(p) == live[p]:
+            _kill(p, signal.SIGKILL)
+    deadline = time.monotonic() + 2  # a KILLed process still holds its ports until it has exited
+    while alive and time.monotonic() < deadline:
+        alive = [p for p in alive if _starttime(p) == live[p] and not _is_zombie(p)]
+        time.sleep(0.02 if alive else 0)
+    return len(live)
+
+
+def _kill(pid: int, sig: signal.Signals) -> None:
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        pass
 
 
 def process_starttime(pid: int) -> str | None:

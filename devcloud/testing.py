@@ -48,16 +48,22 @@ def cloud_ready(paths: DevcloudPaths | None = None) -> bool:
 def ensure_cloud(paths: DevcloudPaths | None = None, *, timeout: float = UP_TIMEOUT) -> tuple[Path, bool]:
     """Reuse a READY cloud or run ``devcloud up`` (which installs what is missing).
 
-    Returns ``(clouds.yaml path, started)``; ``started`` is True only if this call brought it up.
+    Returns ``(clouds.yaml path, started)``; ``started`` is True only if this call brought it up:
+    from nothing, or over a dead or broken cloud an earlier run left (``up`` takes that down first
+    and says so in one line, repeated here on stderr). A READY cloud is reused and left running.
     Raises CloudUnavailable with devcloud's own message (what failed, which log) otherwise.
     """
     paths = paths or DevcloudPaths.from_env()
     if cloud_ready(paths):
         return paths.clouds_yaml, False
     r = _devcloud(["up"], paths, timeout)
+    for line in r.stdout.splitlines():
+        if line.startswith("cloud: stale "):
+            print(line, file=sys.stderr, flush=True)
     if r.returncode != 0:
         raise CloudUnavailable(f"devcloud up failed (exit {r.returncode}):\n{r.stdout[-2000:]}{r.stderr[-2000:]}")
-    return paths.clouds_yaml, True
+    # another session may have brought it up while this one waited for the lock: then it is not ours
+    return paths.clouds_yaml, "already READY" not in r.stdout
 
 
 def teardown_cloud(started: bool, paths: DevcloudPaths | None = None, *, timeout: float = 300) -> None:

@@ -64,12 +64,30 @@ class CloudLayout:
                 f.unlink(missing_ok=True)
 
     def password(self) -> str:
-        """The cloud's admin/service/DB/RabbitMQ password: random once, kept with the schema cache it is baked into."""
+        """The cloud's admin/service/DB/RabbitMQ password: random once, kept with the schema cache it is baked into.
+
+        Written to a temporary file and renamed into place: a run killed half-way never leaves an
+        empty password behind (an empty file, from before, is replaced)."""
         f = self.paths.cache / "cloud-password"
-        if not f.exists():
+        if not f.exists() or not f.read_text().strip():
             f.parent.mkdir(parents=True, exist_ok=True)
             pw = base64.b32encode(secrets.token_bytes(15)).decode().lower()
-            fd = os.open(f, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            tmp = f.with_name(f".{f.name}.{os.getpid()}")
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             with os.fdopen(fd, "w") as out:
                 out.write(pw + "\n")
+            os.replace(tmp, f)
         return f.read_text().strip()
+
+    def generation(self) -> tuple[int, int] | None:
+        """Which cloud this is (the READY marker's inode and time), or None when there is none to
+        hold servers: no marker (never up, taken down, or being rebuilt) or every recorded process
+        dead (killed: the next `up` builds a fresh cloud, so its servers never come back)."""
+        try:
+            st = self.ready_marker.stat()
+        except OSError:
+            return None
+        reg = self.registry()
+        if not any(reg.alive(n) for n in reg.names()):
+            return None
+        return st.st_ino, st.st_mtime_ns

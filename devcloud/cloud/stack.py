@@ -13,13 +13,14 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from devcloud import stale
 from devcloud.cloud import install as installer
 from devcloud.cloud import mariadb, rabbitmq, render, schema, services
 from devcloud.cloud.layout import CloudLayout
 from devcloud.cloud.topology import (EPMD_PORT, KEYSTONE_URL, MYSQL_PORT, RABBIT_DIST_PORT, RABBIT_PORT, REGIONS)
 from devcloud.errors import DevcloudError
 from devcloud.paths import DevcloudPaths
-from devcloud.procs import wait_for
+from devcloud.procs import kill_pids, wait_for
 
 Say = Callable[[str], None]
 PACKAGE_DIR = Path(__file__).resolve().parents[1]
@@ -196,10 +197,23 @@ def up(paths: DevcloudPaths, say: Say, *, install: bool = True, use_cache: bool 
         return _up_locked(lay, say, install, use_cache)
 
 
+def survey(lay: CloudLayout, report: StatusReport) -> stale.CloudFacts:
+    """What an earlier run left: recorded processes (alive = the very process, by start time), the
+    READY marker, orphaned children of dead ones."""
+    reg = lay.registry()
+    names = reg.names()
+    return stale.CloudFacts(
+        recorded=tuple(names), alive=tuple(n for n in names if reg.alive(n)), ready_marker=lay.ready_marker.exists(),
+        ready=report.ready, orphans=len(reg.orphans(str(lay.paths.home))),
+    )
+
+
 def _up_locked(lay: CloudLayout, say: Say, install: bool, use_cache: bool) -> bool:
     paths = lay.paths
-    if status(paths).ready:
+    report = status(paths)
+    if report.ready:
         return False
+    verdict = stale.judge_cloud(survey(lay, report))
     step = _Clock(say)
     if install:
         installer.install(paths, say)
@@ -207,9 +221,9 @@ def _up_locked(lay: CloudLayout, say: Say, install: bool, use_cache: bool) -> bo
         missing = installer.missing_apt_packages()
         if missing or not installer.venv_ready(lay.venv):
             raise DevcloudError(f"not installed (apt: {missing or 'ok'}, venv {lay.venv}): run `devcloud install`")
-    if lay.registry().names():
-        step("stale cloud state: stopping its recorded processes first")
+    if verdict.action == stale.CLEAN:  # the data (MariaDB, RabbitMQ, Glance, nova) goes with lay.reset() below
         _stop_all(lay, graceful=False)
+        say(verdict.line)
     _check_ports_free()
     try:
         _bring_up(lay, step, use_cache)
@@ -288,12 +302,14 @@ def _stop_all(lay: CloudLayout, graceful: bool = True) -> list[str]:
     """
     reg = lay.registry()
     names = reg.names()
+    orphans = reg.orphans(str(lay.paths.home))  # children of a process a SIGKILL took alone (uwsgi workers ...)
+    lay.ready_marker.unlink(missing_ok=True)  # first: the lab's watcher then knows this cloud's servers are gone
     infra = [n for n, _ in INFRA]
     reg.stop_many([n for n in names if n not in infra], timeout=15 if graceful else 3)
     for n in ("rabbitmq", "mysqld", "epmd"):
         if n in names:
             reg.stop_many([n], timeout=45 if graceful else 3)
-    lay.ready_marker.unlink(missing_ok=True)
+    kill_pids(orphans, timeout=5 if graceful else 2)
     return names
 
 

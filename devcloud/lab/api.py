@@ -2,22 +2,25 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import logging
 import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Interface
 from pathlib import Path
 from typing import Any
 
+from devcloud import stale
 from devcloud.lab import hosts as H
 from devcloud.lab import net
 from devcloud.lab.state import HostSpec, LabState, StateStore
 from devcloud.paths import DevcloudPaths
-from devcloud.procs import wait_for
+from devcloud.procs import kill_pids, wait_for
 
 log = logging.getLogger(__name__)
 
@@ -40,14 +43,29 @@ class Lab:
         self.files = H.LabFiles(self.paths.lab)
         self.store = StateStore(self.paths.lab)
         self.started_here = False  # set by testing.lab_session: this session owns the lab
+        self.last_up: stale.Verdict | None = None  # what the last `up` found: fresh, adopt (live) or clean
 
     # ------------------------------------------------------------ queries
 
     def state(self) -> LabState:
         return self.store.load()
 
+    def survey(self) -> stale.LabFacts:
+        """What is there: state file, namespaces, which hosts' sshd run (the very recorded process,
+        by start time: a recycled PID is dead), the watcher (PID file or singleton lock holder). Under
+        the state lock (shared): a host being removed right now is seen either whole or gone."""
+        with self.store.shared() as st:
+            spaces = set(net.netns_list())
+            reg = self.files.registry()
+            alive = sum(1 for k in st.hosts if net.host_ns(k) in spaces and reg.alive(f"sshd-{k}"))
+        watcher = self.watcher_pid() is not None or _watch_lock_holder(self.files.root) is not None
+        return stale.LabFacts(st.up, net.CORE_NS in spaces, sum(1 for n in spaces if n.startswith(net.PREFIX)),
+                              len(st.hosts), alive, watcher)
+
     def is_up(self) -> bool:
-        return self.state().up and net.CORE_NS in net.netns_list()
+        """Up and alive: the state says up, the core namespace exists and every host's sshd runs. What
+        a killed run left (state file and namespaces, processes dead) is not up: `up` cleans it."""
+        return stale.lab_live(self.survey())
 
     def hosts(self, *, site: str | None = None, kind: str | None = None) -> list[HostSpec]:
         return [
@@ -73,17 +91,37 @@ class Lab:
 
     # ------------------------------------------------------------ lifecycle
 
-    def up(self, hosts_per_site: int = 1, *, watch: bool = True) -> list[HostSpec]:
+    def up(self, hosts_per_site: int = 1, *, watch: bool = True, say: Callable[[str], None] | None = None) -> list[HostSpec]:
         """Core, four site routers, guard route, and ``hosts_per_site`` infra hosts per datacentre.
 
-        Idempotent: an existing lab is completed, not rebuilt. Refuses to start when the lab range
-        overlaps the machine's routes or addresses. With ``watch`` the reconcile watcher (Nova
-        servers -> hosts) is started, or restarted if it died.
+        Idempotent: a live lab (every host's sshd running) is completed, not rebuilt. A lab a killed
+        run left (state file or namespaces, but hosts' sshd dead: all or some) is stale: it is taken
+        down fully (processes in its namespaces, namespaces, hosts of Nova servers too; the guard route
+        stays) and built fresh, said in one line (``say``, default: a warning in the log).
+        ``self.last_up`` tells which it was. Refuses to start when the lab range overlaps the machine's
+        routes or addresses. With ``watch`` the reconcile watcher (Nova servers -> hosts) is started,
+        or restarted if it died.
         """
-        created = self._up(hosts_per_site)
-        if watch:
-            self.ensure_watcher()
-        return created
+        tell = say or log.warning
+        with self._up_lock():
+            self.last_up = verdict = stale.judge_lab(self.survey(), watch=watch)
+            if verdict.action == stale.CLEAN:
+                self.down(keep_guard=True)
+                tell(verdict.line)
+            created = self._up(hosts_per_site)
+            if watch:
+                self.ensure_watcher()
+            if verdict.action == stale.ADOPT and verdict.line:
+                tell(verdict.line)
+            return created
+
+    @contextlib.contextmanager
+    def _up_lock(self) -> Iterator[None]:
+        """One `up` at a time: two must not both judge a lab stale and one clean what the other built."""
+        self.paths.lab.mkdir(parents=True, exist_ok=True)
+        with open(self.paths.lab / ".up.lock", "a+") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)  # dies with its holder: a killed `up` leaves no lock behind
+            yield
 
     def _up(self, hosts_per_site: int) -> list[HostSpec]:
         with self.store.locked() as st:
@@ -161,15 +199,20 @@ class Lab:
             return reg.start(WATCH_NAME, argv, log=watch_log(self.files.root), env=env, cwd=Path("/"))
 
     def stop_watcher(self, timeout: float = 15.0) -> None:
-        """TERM the watcher by its recorded PID (it finishes its step), KILL after ``timeout``."""
+        """TERM the watcher by its recorded PID (it finishes its step), KILL after ``timeout``; also one
+        whose PID file was lost (the holder of its singleton lock)."""
         from devcloud.lab.reconcile import WATCH_NAME
 
         self.files.registry().stop(WATCH_NAME, timeout=timeout)
+        holder = _watch_lock_holder(self.files.root)
+        if holder is not None:
+            kill_pids([holder], timeout)
 
-    def down(self, *, guard_wait: float = 10.0) -> DownReport:
-        """Remove everything the lab created. Idempotent; works after a crash (names + state file)."""
+    def down(self, *, guard_wait: float = 10.0, keep_guard: bool = False) -> DownReport:
+        """Remove everything the lab created. Idempotent; works after a crash (names + state file).
+        ``keep_guard``: leave the ``unreachable`` guard route (an `up` that follows at once)."""
         rep = DownReport()
-        self.stop_watcher()  # first: it must not add hosts while we tear down (a lost PID file: it exits alone)
+        self.stop_watcher()  # first: it must not add hosts while we tear down
         with self.store.locked() as st:
             rep.control_masters = H.close_control_masters(self.files)
             reg = self.files.registry()
@@ -178,7 +221,7 @@ class Lab:
             host_spaces = sorted(n for n in spaces if n.startswith(f"{net.PREFIX}h-"))
             infra_spaces = [n for n in (*(s.router_ns for s in net.SITES), net.CORE_NS) if n in spaces]
             inside = [p for ns in host_spaces + infra_spaces for p in net.netns_pids(ns)]
-            rep.processes = H.kill_pids([*recorded, *inside])  # recorded sshds + everything in our namespaces
+            rep.processes = kill_pids([*recorded, *inside])  # recorded sshds + everything in our namespaces
             present = set(net.netns_list())
             doomed = [ns for ns in host_spaces + infra_spaces if ns in present]
             net.delete_netns_many(doomed)
@@ -195,12 +238,7 @@ class Lab:
                 net.ip(*args, check=False)
                 rep.routes += 1
             # the guard goes last, once no live socket of ours still points into the lab range
-            try:
-                wait_for(lambda: not _live_lab_sockets(), timeout=guard_wait, interval=0.1, what="lab sockets")
-            except TimeoutError:
-                log.warning("sockets into %s remain; keeping the guard route: %s", net.LAB_NET,
-                            "; ".join(_live_lab_sockets(with_process=True)))
-                rep.guard_kept = True
+            rep.guard_kept = keep_guard or not self._lab_sockets_closed(guard_wait)
             if not rep.guard_kept and net.guard_present():
                 net.remove_guard()
                 rep.routes += 1
@@ -212,6 +250,16 @@ class Lab:
             st.up = False
             H.write_known_hosts(self.files, [])
         return rep
+
+    @staticmethod
+    def _lab_sockets_closed(wait: float) -> bool:
+        try:
+            wait_for(lambda: not _live_lab_sockets(), timeout=wait, interval=0.1, what="lab sockets")
+            return True
+        except TimeoutError:
+            log.warning("sockets into %s remain; keeping the guard route: %s", net.LAB_NET,
+                        "; ".join(_live_lab_sockets(with_process=True)))
+            return False
 
     def cut(self, site: str) -> None:
         """Datacentre outage: the site's uplink goes down (from the core and controller too)."""

@@ -67,11 +67,11 @@ def up(ctx: click.Context, hosts_per_site: int, do_install: bool, watch: bool) -
         if installed:
             click.echo(f"installed: {' '.join(installed)}")
     lb = _lab(ctx)
-    _do(ctx, lambda: lb.up(hosts_per_site, watch=watch))
+    _do(ctx, lambda: lb.up(hosts_per_site, watch=watch, say=click.echo))
     if do_install:  # the service-name servers come with the lab (they need BIND installed)
         from devcloud.lab.dns import LabDns
 
-        _do(ctx, LabDns(lb).up)
+        _do(ctx, lambda: LabDns(lb).up(say=click.echo))
     st = lb.status()
     click.echo(f"lab up in {time.monotonic() - t0:.2f}s: {len(st['hosts'])} hosts, known_hosts {st['known_hosts']}")
     w = st["watcher"]
@@ -253,7 +253,7 @@ def pg_up(ctx: click.Context) -> None:
     from devcloud.lab.pg import LabPostgres, describe
 
     t0 = time.monotonic()
-    st = _do(ctx, lambda: LabPostgres(_lab(ctx)).up())
+    st = _do(ctx, lambda: LabPostgres(_lab(ctx)).up(say=click.echo))
     click.echo(f"lab pg up in {time.monotonic() - t0:.2f}s: {describe(st)}")
     _print_pg(st)
 
@@ -305,7 +305,7 @@ def dns_up(ctx: click.Context) -> None:
 
     t0 = time.monotonic()
     dns = LabDns(_lab(ctx))
-    st = _do(ctx, dns.up)
+    st = _do(ctx, lambda: dns.up(say=click.echo))
     click.echo(f"lab dns up in {time.monotonic() - t0:.2f}s: zone svc.gdgov.internal., key {dns.key_path} (0600)")
     _print_dns(st)
 

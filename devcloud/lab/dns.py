@@ -19,17 +19,21 @@ into each server. ``named`` is started by us and stopped by the PID it wrote, ne
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shlex
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
+from devcloud import stale
 from devcloud.errors import DevcloudError
 from devcloud.lab.api import Lab
-from devcloud.lab.hosts import kill_pids
 from devcloud.lab.nameservers import SERVERS, ZONE, NameServer
-from devcloud.procs import wait_for
+from devcloud.procs import kill_pids, wait_for
+
+log = logging.getLogger(__name__)
 
 KEY_NAME = "govcloud-key"
 BASE = "/srv/dns"
@@ -131,6 +135,7 @@ class LabDns:
     def __init__(self, lab: Lab | None = None, key_path: Path | None = None) -> None:
         self.lab = lab or Lab()
         self.key_path = key_path or default_key_path()
+        self.last_up: stale.Verdict | None = None  # what the last `up` found (fresh, adopt or clean)
 
     # ------------------------------------------------------------ helpers
     def run(self, site: str, argv: list[str], *, check: bool = True, input: str | None = None,
@@ -157,23 +162,39 @@ class LabDns:
             f.write(r.stdout)
         return self.key_path
 
+    def pid_state(self, site: str) -> tuple[str, int | None]:
+        """``(running, pid)`` when named.pid names this very host's named (its command line, and the
+        host's mount namespace: the three servers' command lines are identical); ``(stopped, None)``
+        without a PID file; ``(stale, None)`` for one a killed named left (PID gone or recycled)."""
+        ns = server(site)
+        try:  # the host's /srv is a directory of the controller's: no console call needed
+            txt = (self._srv(ns.host) / "dns" / "named.pid").read_text().strip()
+        except FileNotFoundError:
+            return "stopped", None
+        except OSError:
+            return "stale", None
+        try:
+            cmd = Path(f"/proc/{txt}/cmdline").read_bytes().split(b"\0") if txt.isdigit() else []
+            sshd = self.lab.files.registry().pid(f"sshd-{self.lab.host(ns.host).key}")
+            same = sshd is not None and os.readlink(f"/proc/{txt}/ns/mnt") == os.readlink(f"/proc/{sshd}/ns/mnt")
+        except (OSError, DevcloudError):
+            return "stale", None
+        ours = same and bool(cmd) and cmd[0].endswith(b"named") and CONF.encode() in cmd
+        return ("running", int(txt)) if ours else ("stale", None)
+
     def pid(self, site: str) -> int | None:
         """The PID named wrote, if that process is still our named (else None)."""
-        r = self.run(site, ["cat", PID_FILE], check=False)
-        txt = r.stdout.strip()
-        if r.returncode != 0 or not txt.isdigit():
-            return None
-        try:
-            cmd = Path(f"/proc/{txt}/cmdline").read_bytes().split(b"\0")
-        except OSError:
-            return None
-        return int(txt) if cmd and cmd[0].endswith(b"named") and CONF.encode() in cmd else None
+        return self.pid_state(site)[1]
 
     def running(self, site: str) -> bool:
         return self.pid(site) is not None
 
     # ------------------------------------------------------------ lifecycle
-    def up(self, *, timeout: float = 30) -> list[dict[str, object]]:
+    def up(self, *, timeout: float = 30, say: Callable[[str], None] | None = None) -> list[dict[str, object]]:
+        """Start what is not running (idempotent). Servers a killed run left (named.pid naming a dead
+        or foreign process; zone journals perhaps mid-write) are stale: said in one line (``say``,
+        default: a warning in the log), every server and guard stopped, their data removed, and the
+        zone started afresh. ``self.last_up`` tells which it was."""
         if not self.lab.is_up():
             raise DnsLabError("the lab is not up (run `devcloud lab up`)")
         from devcloud.lab.install import DNS_PACKAGES, ensure_packages
@@ -182,6 +203,14 @@ class LabDns:
         key = self.ensure_key().read_text()
         for ns in SERVERS:
             self.lab.add_host(ns.host, ns.site, ip=ns.ip)  # idempotent
+        self.last_up = stale.judge_members("dns", {ns.site: self.pid_state(ns.site)[0] for ns in SERVERS},
+                                           pidfile="named.pid", process="named")
+        if self.last_up.action == stale.CLEAN:
+            for ns in SERVERS:
+                self.stop_guard(ns.site)
+                self.stop(ns.site)
+                self.run(ns.site, ["rm", "-rf", BASE])
+            (say or log.warning)(self.last_up.line)
         for ns in SERVERS:
             self.run(ns.site, ["mkdir", "-p", "-m", "700", BASE])
             self._write(ns.site, KEY_FILE, key, "600")

@@ -18,7 +18,6 @@ from __future__ import annotations
 import os
 import pwd
 import shutil
-import signal
 import subprocess
 import time
 from collections.abc import Iterable, Sequence
@@ -28,8 +27,7 @@ from string import Template
 from devcloud.lab import net
 from devcloud.lab.nameservers import resolv_conf
 from devcloud.lab.state import HostSpec
-from devcloud.procs import ProcessRegistry
-from devcloud.procs import process_starttime as _starttime
+from devcloud.procs import ProcessRegistry, kill_pids
 
 TEMPLATES = Path(__file__).parent / "templates"
 
@@ -180,35 +178,17 @@ def kill_netns_processes(ns: str, timeout: float = 5.0) -> int:
     return kill_pids(net.netns_pids(ns), timeout)
 
 
-def kill_pids(pids: Iterable[int], timeout: float = 5.0) -> int:
-    """TERM all at once, wait (one deadline for all), KILL what is left. PID reuse is checked."""
-    stamps = {p: _starttime(p) for p in set(pids)}
-    stamps = {p: st for p, st in stamps.items() if st is not None}
-    for p in stamps:
-        _kill(p, signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    alive = list(stamps)
-    while alive and time.monotonic() < deadline:
-        time.sleep(0.05)
-        alive = [p for p in alive if _starttime(p) == stamps[p] and not _zombie(p)]
-    for p in alive:
-        if _starttime(p) == stamps[p]:
-            _kill(p, signal.SIGKILL)
-    return len(stamps)
-
-
-def _kill(pid: int, sig: signal.Signals) -> None:
-    try:
-        os.kill(pid, sig)
-    except ProcessLookupError:
-        pass
-
-
-def _zombie(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
-    except OSError:
-        return True
+#: ``sh -c PIDFILE_CHECK sh FILE WORD`` inside a host: whether the server whose PID file is FILE runs.
+#: Exit 0: the PID on the file's first line is a live process of this very host (same mount
+#: namespace as the shell: another host's server of the same program does not count) with WORD in its
+#: command line. Exit 3: no file. Exit 4: a stale file (a killed server; its PID gone, a zombie, or
+#: now another program's or another host's). Anything else: the check itself failed.
+PIDFILE_CHECK = (
+    '[ -f "$1" ] || exit 3; pid=$(head -n1 "$1" | tr -dc 0-9); [ -n "$pid" ] || exit 4; '
+    '[ "$(readlink "/proc/$pid/ns/mnt" 2>/dev/null)" = "$(readlink /proc/self/ns/mnt)" ] || exit 4; '
+    'tr "\\0" " " < "/proc/$pid/cmdline" 2>/dev/null | grep -q -- "$2" || exit 4; exit 0'
+)
+PIDFILE_STATES = {0: "running", 3: "stopped", 4: "stale"}
 
 
 def stop_host(files: LabFiles, key: str, *, remove_files: bool = True) -> None:

@@ -13,6 +13,7 @@ Everything runs through the lab's console (``Lab.exec``); servers are stopped by
 
 from __future__ import annotations
 
+import logging
 import secrets
 import shlex
 import string
@@ -22,7 +23,10 @@ from pathlib import PurePosixPath
 
 from devcloud.errors import DevcloudError
 from devcloud.lab.api import Lab
+from devcloud.lab.hosts import PIDFILE_CHECK, PIDFILE_STATES
 from devcloud.procs import wait_for
+
+log = logging.getLogger(__name__)
 
 PG_BIN = "/usr/lib/postgresql/15/bin"
 MARIADB = "/usr/sbin/mariadbd"
@@ -102,10 +106,11 @@ class LegacyDatabases:
                timeout: float = 120) -> subprocess.CompletedProcess[str]:
         return self.run(host, ["runuser", "-u", "postgres", "--", *argv], input=input, timeout=timeout)
 
-    def _pg_running(self, host: str, db: DbSpec) -> bool:
-        r = self.run(host, ["runuser", "-u", "postgres", "--", f"{PG_BIN}/pg_ctl", "-D", db.data_dir, "status"],
+    def _pg_state(self, host: str, db: DbSpec) -> str:
+        """running | stopped | stale (postmaster.pid of a killed server; a recycled PID never counts)."""
+        r = self.run(host, ["/bin/sh", "-c", PIDFILE_CHECK, "sh", f"{db.data_dir}/postmaster.pid", "postgres"],
                      check=False)
-        return r.returncode == 0
+        return PIDFILE_STATES.get(r.returncode, "unknown")
 
     def _pg_up(self, host: str, address: str, db: DbSpec, pw: str, timeout: float) -> None:
         run_dir = db.base
@@ -123,7 +128,11 @@ class LegacyDatabases:
                     "max_replication_slots = 10\nwal_keep_size = '256MB'\n")
             self._write(host, f"{db.data_dir}/govcloud.conf", conf, owner="postgres")
             self.run(host, ["/bin/sh", "-c", f"echo \"include 'govcloud.conf'\" >> {db.data_dir}/postgresql.conf"])
-        if not self._pg_running(host, db):
+        state = self._pg_state(host, db)
+        if state == "stale":  # killed: PostgreSQL recovers the data; its lock files would name a foreign PID
+            log.warning("%s: %s was killed (stale postmaster.pid): starting it again", host, db.key)
+            self.run(host, ["/bin/sh", "-c", 'rm -f "$1/postmaster.pid" "$2"/.s.PGSQL.*', "sh", db.data_dir, run_dir])
+        if state != "running":
             self._as_pg(host, [f"{PG_BIN}/pg_ctl", "-D", db.data_dir, "-l", f"{run_dir}/postgres.log", "-w", "-t",
                                str(int(timeout)), "start"], timeout=timeout + 30)
         sql = (f"DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '{APP_USER}') THEN "

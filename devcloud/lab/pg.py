@@ -23,14 +23,16 @@ import shlex
 import string
 import subprocess
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from devcloud import stale
 from devcloud.errors import DevcloudError
 from devcloud.lab import net
 from devcloud.lab.api import Lab
+from devcloud.lab.hosts import PIDFILE_CHECK, PIDFILE_STATES
 from devcloud.procs import wait_for
 
 log = logging.getLogger(__name__)
@@ -103,6 +105,7 @@ class LabPostgres:
     def __init__(self, lab: Lab | None = None) -> None:
         self.lab = lab or Lab()
         self.dir = self.lab.paths.lab / "pg"
+        self.last_up: stale.Verdict | None = None  # what the last `up` found (fresh, adopt or clean)
 
     # ------------------------------------------------------------ secrets and addresses
 
@@ -158,9 +161,16 @@ class LabPostgres:
 
     # ------------------------------------------------------------ state of one member
 
+    def pid_state(self, site: str) -> str:
+        """``running`` (postmaster.pid names a live postgres of this very host), ``stopped`` (no
+        postmaster.pid) or ``stale`` (left by a killed server: its PID is gone, or is now another
+        program's or another host's). Unlike ``pg_ctl status``, a recycled PID never counts as running;
+        ``unknown`` when the check itself failed."""
+        r = self.run(site, ["/bin/sh", "-c", PIDFILE_CHECK, "sh", f"{DATA}/postmaster.pid", "postgres"], check=False)
+        return PIDFILE_STATES.get(r.returncode, "unknown")
+
     def running(self, site: str) -> bool:
-        r = self.as_pg(site, [str(PG_BIN / "pg_ctl"), "-D", DATA, "status"], check=False)
-        return r.returncode == 0
+        return self.pid_state(site) == "running"
 
     def has_data(self, site: str) -> bool:
         return self.run(site, ["test", "-f", f"{DATA}/PG_VERSION"], check=False).returncode == 0
@@ -187,13 +197,13 @@ class LabPostgres:
         ``running``, ``writable`` (running and not in recovery), ``epoch`` (the marker a promotion
         leaves), ``fenced_epoch`` (the fenced marker; -1 when unreadable).
         """
-        script = ('if runuser -u postgres -- "$1/pg_ctl" -D "$2" status >/dev/null 2>&1; then echo running; '
+        script = ('if sh -c "$7" sh "$2/postmaster.pid" postgres; then echo running; '
                   'runuser -u postgres -- "$1/psql" -X -q -At -h /run/postgresql -p "$3" -d "$4" '
                   '-c "SELECT pg_is_in_recovery()" 2>/dev/null | sed "s/^/recovery=/"; fi; '
                   'printf "epoch=%s\\n" "$(cat "$5" 2>/dev/null)"; '
                   'printf "fenced=%s\\n" "$(tr -d "\\n" < "$6" 2>/dev/null)"')
-        r = self.run(site, ["/bin/sh", "-c", script, "sh", str(PG_BIN), DATA, str(PORT), DATABASE, EPOCH, FENCED],
-                     check=False, timeout=30)
+        r = self.run(site, ["/bin/sh", "-c", script, "sh", str(PG_BIN), DATA, str(PORT), DATABASE, EPOCH, FENCED,
+                            PIDFILE_CHECK], check=False, timeout=30)
         lines = r.stdout.splitlines()
         kv = dict(line.split("=", 1) for line in lines if "=" in line)
         running = "running" in lines
@@ -341,8 +351,13 @@ class LabPostgres:
                 return m.site
         return None
 
-    def up(self, *, timeout: float = 120) -> dict[str, Any]:
-        """Create and start the cluster in its home layout; an existing healthy cluster is left as it is."""
+    def up(self, *, timeout: float = 120, say: Callable[[str], None] | None = None) -> dict[str, Any]:
+        """Create and start the cluster in its home layout; an existing healthy cluster is left as it is.
+
+        A cluster a killed run left (a member's postmaster.pid naming a dead or foreign process) is
+        stale: said in one line (``say``, default: a warning in the log), taken down, its data purged
+        (mid-write, and perhaps half a failover drill), and built fresh. ``self.last_up`` tells which.
+        """
         if not self.lab.is_up():
             raise PgLabError("the lab is not up (run `devcloud lab up`)")
         from devcloud.lab.install import PG_PACKAGES, ensure_packages
@@ -351,6 +366,13 @@ class LabPostgres:
         sec = self.secret()
         for m in MEMBERS:
             self.lab.add_host(m.host, m.site)  # idempotent: returns the existing identical host
+        self.last_up = stale.judge_members("pg", {m.site: self.pid_state(m.site) for m in MEMBERS},
+                                           pidfile="postmaster.pid", process="postgres")
+        if self.last_up.action == stale.CLEAN:
+            self.down(purge=True)
+            for m in MEMBERS:  # the socket's lock file names the dead postmaster too: a new one refuses to start
+                self.run(m.site, ["/bin/sh", "-c", "rm -f /run/postgresql/.s.PGSQL.*"])
+            (say or log.warning)(self.last_up.line)
         for m in MEMBERS:
             self._prepare_host(m.site)
         home = HOME_PRIMARY

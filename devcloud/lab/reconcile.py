@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import json
 import logging
 import os
 import re
@@ -29,27 +28,26 @@ from pathlib import Path
 from typing import Any
 
 from devcloud.lab import net
+from devcloud.lab.novaapi import (
+    CLOUDS,
+    ServerInfo,
+    connect,
+    fetch_servers,
+    resolve_server,
+)
 from devcloud.lab.state import HostSpec
+from devcloud.lab.watchutil import (
+    GONE,
+    QuietLog,
+    Signature,
+    backoff_delay,
+    changes_since,
+    retry_delay,
+    server_signature,
+    snapshot,
+)
 
 log = logging.getLogger(__name__)
-
-CLOUDS: tuple[str, ...] = ("gz", "st")
-
-
-@dataclass(frozen=True)
-class ServerInfo:
-    """What the lab needs from one Nova server (and its Neutron port/subnet, and its keypair)."""
-
-    id: str
-    name: str
-    region: str
-    az: str
-    status: str
-    ip: str | None = None
-    cidr: str | None = None  # the fixed IP's Neutron subnet
-    gateway: str | None = None
-    key_name: str | None = None
-    public_key: str | None = None
 
 
 @dataclass
@@ -122,68 +120,6 @@ def diff(desired: dict[str, HostSpec], current: Iterable[HostSpec]) -> Plan:
             plan.replace.append(spec)
     plan.remove = sorted(k for k in have if k not in desired)
     return plan
-
-
-# ------------------------------------------------------------------ the real clouds
-
-
-def connect(cloud: str, clouds_yaml: Path, *, timeout: float | None = None) -> Any:
-    """An openstacksdk connection; ``timeout`` bounds every API call (None: wait as long as it takes)."""
-    import openstack.connection
-    from openstack.config import loader
-
-    cfg = loader.OpenStackConfig(config_files=[str(clouds_yaml)], vendor_files=[])
-    region = cfg.get_one(cloud=cloud, api_timeout=timeout) if timeout else cfg.get_one(cloud=cloud)
-    return openstack.connection.Connection(config=region)
-
-
-def resolve_server(conn: Any, region: str, s: Any, subnets: dict[str, Any]) -> tuple[ServerInfo, bool]:
-    """One listed server with its IPv4 fixed IP, subnet and keypair public key.
-
-    Returns ``(info, complete)``: ``complete`` is False when the keypair could not be read (the
-    host is then made without keys; a watcher retries later). Network API errors propagate.
-    """
-    ip = cidr = gw = None
-    if s.status == "ACTIVE":
-        for port in conn.network.ports(device_id=s.id):
-            for fip in port.fixed_ips or []:
-                sid = fip.get("subnet_id")
-                if sid not in subnets:
-                    subnets[sid] = conn.network.get_subnet(sid)
-                sub = subnets[sid]
-                if sub.ip_version == 4:
-                    ip, cidr, gw = fip["ip_address"], sub.cidr, sub.gateway_ip
-                    break
-            if ip:
-                break
-    pub = None
-    complete = True
-    if s.key_name and s.status == "ACTIVE":
-        try:
-            pub = conn.compute.get_keypair(s.key_name, user_id=s.user_id).public_key
-        except Exception as e:  # noqa: BLE001 - a missing keypair skips keys, not the host
-            log.warning("keypair %s of server %s not readable: %s", s.key_name, s.id, e)
-            complete = False
-    info = ServerInfo(
-        id=s.id, name=s.name, region=region, az=s.availability_zone or "", status=s.status,
-        ip=ip, cidr=cidr, gateway=gw, key_name=s.key_name, public_key=pub,
-    )
-    return info, complete
-
-
-def fetch_servers(clouds_yaml: Path, clouds: Sequence[str] = CLOUDS) -> list[ServerInfo]:
-    """ACTIVE servers of every project in each cloud's region, with fixed IP, subnet and public key."""
-    out: list[ServerInfo] = []
-    for cloud in clouds:
-        conn = connect(cloud, clouds_yaml)
-        region = conn.config.region_name
-        subnets: dict[str, Any] = {}
-        for s in conn.compute.servers(details=True, all_projects=True):
-            if s.status != "ACTIVE":
-                continue
-            out.append(resolve_server(conn, region, s, subnets)[0])
-        conn.close()
-    return out
 
 
 @dataclass
@@ -304,54 +240,8 @@ def watch_singleton_path(lab_dir: Path) -> Path:
     return lab_dir / ".reconcile-watch.lock"
 
 
-Signature = tuple[str, str, str, str, str, str]
-
-
-def server_signature(s: Any) -> Signature:
-    """What of a listed server can change its host: status, name, AZ, keypair, addresses."""
-    return (
-        str(s.id), str(s.name or ""), str(s.status or ""), str(s.availability_zone or ""), str(s.key_name or ""),
-        json.dumps(s.addresses or {}, sort_keys=True, default=str),
-    )
-
-
-def backoff_delay(interval: float, failures: int, cap: float) -> float:
-    """Poll period after ``failures`` consecutive failed steps: interval, then doubling up to ``cap``."""
-    if failures <= 0:
-        return interval
-    return min(cap, max(interval, interval * float(2 ** min(failures, 16))))
-
-
 def has_work(plan: Plan) -> bool:
     return bool(plan.create or plan.replace or plan.remove)
-
-
-class QuietLog:
-    """Log a failure when it starts or changes, then once per ``every`` seconds while it lasts."""
-
-    def __init__(self, logger: logging.Logger, every: float = 60.0, clock: Callable[[], float] = time.monotonic) -> None:
-        self.log, self.every, self.clock = logger, every, clock
-        self.last: dict[str, tuple[str, float, int]] = {}  # topic -> (message, last logged at, repeats)
-
-    def failed(self, topic: str, message: str) -> bool:
-        """Record a failure; True when it was logged."""
-        now = self.clock()
-        prev = self.last.get(topic)
-        if prev is None or prev[0] != message:
-            self.log.warning("%s: %s", topic, message)
-            self.last[topic] = (message, now, 0)
-            return True
-        msg, at, n = prev
-        if now - at >= self.every:
-            self.log.warning("%s: still failing (%d times since the last report): %s", topic, n + 1, msg)
-            self.last[topic] = (msg, now, 0)
-            return True
-        self.last[topic] = (msg, at, n + 1)
-        return False
-
-    def ok(self, topic: str) -> None:
-        if self.last.pop(topic, None) is not None:
-            self.log.info("%s: recovered", topic)
 
 
 @dataclass
@@ -363,16 +253,8 @@ class _Entry:
     attempts: int = 0
 
 
-GONE = ("DELETED", "SOFT_DELETED")  # what a changes-since list shows for deleted servers
-
-
 class _Stopped(BaseException):
     """Raised by the SIGTERM handler outside an apply: a poll blocked on a slow API ends at once."""
-
-
-def retry_delay(attempts: int, cap: float = 30.0) -> float:
-    """When to look up an incomplete server again: 1, 2, 4 ... seconds, at most ``cap``."""
-    return min(cap, float(2 ** min(attempts, 16)))
 
 
 @dataclass
@@ -391,6 +273,12 @@ class Watcher:
     subnet and keypair look-ups only for servers that are new or changed; a reconcile only when the
     lab differs. A region that fails keeps its last list (its hosts are never removed because its
     API is down); a region never listed blocks applying at all.
+
+    With devcloud's own cloud (``cloud``: its layout, by default when the lab's clouds.yaml is used)
+    the watcher also knows *which* cloud it lists: every `devcloud up` builds a fresh one. When that
+    cloud is gone (taken down, being rebuilt, or every process of it killed) so are its servers: their
+    hosts are removed. A new cloud (another READY marker) is listed afresh in full: a changes-since
+    list of a fresh cloud would never report the old cloud's servers as deleted.
     """
 
     def __init__(
@@ -403,8 +291,11 @@ class Watcher:
         full_every: float = 300.0,
         clouds: Sequence[str] = CLOUDS,
         connect_fn: Callable[[str, Path], Any] | None = None,
+        cloud: Any = None,
     ) -> None:
         self.lab = lab
+        self.cloud = cloud if cloud is not None else _devcloud_of(lab, clouds_yaml)  # .generation(), or None
+        self.cloud_gen: Any = _UNSEEN
         self.clouds_yaml = Path(clouds_yaml or lab.paths.clouds_yaml)
         self.interval, self.max_backoff = interval, max_backoff
         self.clouds = tuple(clouds)
@@ -436,6 +327,29 @@ class Watcher:
                     with contextlib.suppress(Exception):
                         conn.close()
         return errors
+
+    def current(self) -> tuple[list[ServerInfo] | None, dict[str, str]]:
+        """The servers to mirror now and the regions' errors: ``[]`` when the devcloud is gone (its
+        servers with it), None while some region was never listed (nothing may be judged then)."""
+        if not self._cloud_present():
+            return [], {}
+        errors = self.poll()
+        return self.servers(), errors
+
+    def _cloud_present(self) -> bool:
+        if self.cloud is None:
+            return True
+        gen = self.cloud.generation()
+        if gen != self.cloud_gen:
+            if self.cloud_gen is not _UNSEEN:
+                log.info("the devcloud %s: every region is listed afresh",
+                         "is gone (so are its servers)" if gen is None else "was rebuilt")
+            for conn in self.conns.values():
+                with contextlib.suppress(Exception):
+                    conn.close()
+            self.conns, self.cache, self.listed_at, self.subnets = {}, {}, {}, {}
+            self.cloud_gen = gen
+        return gen is not None
 
     def _poll_cloud(self, cloud: str) -> None:
         """One list call: everything every ``full_every`` seconds, else only what changed since the last
@@ -477,7 +391,7 @@ class Watcher:
         # ACTIVE before Neutron shows its port's fixed IP: the list signature may never change again
         complete = complete and (info.status != "ACTIVE" or info.ip is not None)
         attempts = e.attempts + 1 if e is not None and e.sig == sig and not complete else 0
-        return _Entry(sig, info, _snapshot(s), None if complete else now + retry_delay(attempts), attempts)
+        return _Entry(sig, info, snapshot(s), None if complete else now + retry_delay(attempts), attempts)
 
     def servers(self) -> list[ServerInfo] | None:
         """The last known servers of every region, or None while some region was never listed."""
@@ -493,8 +407,7 @@ class Watcher:
         with reconcile_lock(Path(self.lab.files.root), blocking=False) as got:
             if not got:  # an explicit reconcile is running: it applies a fresher list than ours would
                 return StepOutcome("busy")
-            errors = self.poll()
-            servers = self.servers()
+            servers, errors = self.current()
             if servers is None:
                 return StepOutcome("cloud-unknown", errors=errors)
             desired, skipped = desired_hosts(servers)
@@ -567,19 +480,18 @@ class Watcher:
             raise _Stopped()
 
 
-def changes_since(wall: float, overlap: float = 5.0) -> str:
-    """Nova's ``changes-since`` value for a list that started at ``wall`` (overlap: clock steps, commit lag)."""
-    from datetime import UTC, datetime
-
-    return datetime.fromtimestamp(wall - overlap, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+_UNSEEN = object()  # the watcher has not looked at the devcloud yet
 
 
-def _snapshot(s: Any) -> Any:
-    """The attributes resolve_server reads, kept apart from the SDK resource."""
-    from types import SimpleNamespace
+def _devcloud_of(lab: Any, clouds_yaml: Path | None) -> Any:
+    """devcloud's cloud layout when the watcher lists devcloud's own clouds.yaml (None otherwise)."""
+    from devcloud.cloud.layout import CloudLayout
+    from devcloud.paths import DevcloudPaths
 
-    return SimpleNamespace(id=s.id, name=s.name, status=s.status, availability_zone=s.availability_zone,
-                           key_name=s.key_name, user_id=getattr(s, "user_id", None), addresses=s.addresses)
+    paths = getattr(lab, "paths", None)
+    if isinstance(paths, DevcloudPaths) and (clouds_yaml is None or Path(clouds_yaml) == paths.clouds_yaml):
+        return CloudLayout(paths)
+    return None
 
 
 def _lab_up(lab: Any) -> bool:

@@ -279,6 +279,11 @@ def running_pid() -> int | None:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
     except (OSError, ValueError, IndexError):
         return None
+    try:  # every lab host runs this app with the same command line: a recycled PID may be another host's
+        if os.readlink(f"/proc/{pid}/ns/mnt") != os.readlink("/proc/self/ns/mnt"):
+            return None
+    except OSError:
+        pass  # not allowed to look (not root): the command line alone decides
     return pid if "sampleapp" in cmdline and "serve" in cmdline else None
 
 

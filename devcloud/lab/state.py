@@ -97,6 +97,18 @@ class StateStore:
         os.replace(tmp, self.file)
 
     @contextlib.contextmanager
+    def shared(self) -> Iterator[LabState]:
+        """The state, read under a shared lock held until the block ends: a writer (adding or removing
+        hosts) waits, so what the block also observes (e.g. which sshd run) matches the state."""
+        self.dir.mkdir(parents=True, exist_ok=True)
+        with open(self.lockfile, "a+") as fh:
+            fcntl.flock(fh, fcntl.LOCK_SH)
+            try:
+                yield self.load()
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
+
+    @contextlib.contextmanager
     def locked(self) -> Iterator[LabState]:
         self.dir.mkdir(parents=True, exist_ok=True)
         with open(self.lockfile, "a+") as fh:

@@ -15,6 +15,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -41,23 +42,69 @@ def lab_prerequisites() -> list[str]:
     return missing
 
 
+def say_stale(line: str) -> None:
+    """Where a session helper reports what an `up` found stale: one line on stderr."""
+    print(line, file=sys.stderr, flush=True)
+
+
 @contextlib.contextmanager
 def lab_session(paths: DevcloudPaths | None = None, hosts_per_site: int = 1) -> Iterator[Lab]:
-    """The lab for a test session: reuse a running one (left running), else start and stop one.
+    """The lab for a test session: reuse a live one (left running), else start and stop one.
 
-    ``lab.started_here`` tells whether this session owns the lab (and may take it down).
+    A lab a killed run left (state file and namespaces, its hosts' sshd dead) is not reused: `up`
+    cleans it (one line on stderr) and builds a fresh one, which this session then owns.
+    ``lab.started_here`` tells whether this session owns the lab (and takes it down at the end).
     """
     missing = lab_prerequisites()
     require(not missing, f"lab prerequisites missing: {', '.join(missing)} (devcloud.lab.install.ensure_packages)")
     lb = Lab(paths)
-    started = not lb.is_up()
-    lb.up(hosts_per_site)
+    try:
+        lb.up(hosts_per_site, say=say_stale)
+    except BaseException:
+        if lb.last_up is not None and lb.last_up.owned:
+            lb.down()  # half built by this session: leave nothing
+        raise
+    started = lb.last_up is not None and lb.last_up.owned
     lb.started_here = started
     try:
         yield lb
     finally:
-        if started and lb.is_up():
+        if started:
             lb.down()
+
+
+@contextlib.contextmanager
+def dns_session(lab: Lab) -> Iterator[Any]:
+    """The lab's name servers for a test module (a ``devcloud.lab.dns.LabDns``): reused when they run
+    (left running), else started, from nothing or over what a killed run left, and then stopped with
+    their hosts at the end (``dns.last_up.owned``)."""
+    from devcloud.lab.dns import LabDns
+
+    dns = LabDns(lab)
+    try:
+        dns.up(say=say_stale)
+        yield dns
+    finally:
+        if dns.last_up is not None and dns.last_up.owned:  # also when `up` failed half-way
+            dns.down(purge=True)
+
+
+@contextlib.contextmanager
+def pg_session(lab: Lab) -> Iterator[Any]:
+    """The lab's PostgreSQL cluster for a test module (a ``devcloud.lab.pg.LabPostgres``), the same way:
+    a running cluster is reused and left; one this call built (fresh, or over a killed one) is stopped,
+    purged and its member hosts removed at the end."""
+    from devcloud.lab.pg import MEMBERS, LabPostgres
+
+    pg = LabPostgres(lab)
+    try:
+        pg.up(say=say_stale)
+        yield pg
+    finally:
+        if pg.last_up is not None and pg.last_up.owned:  # also when `up` failed half-way
+            pg.down(purge=True)
+            for m in MEMBERS:
+                lab.remove_host(m.host)
 
 
 def cloud_available(paths: DevcloudPaths | None = None, timeout: float = 2.0) -> bool:

@@ -107,7 +107,7 @@ class SSHHosts:
             ssh.revoke(self.session(target), f"govcloud-mig-{mig_id}")
             base = f"$HOME/.ssh/govcloud-mig-{mig_id}"
             self.session(source).run(f'rm -f "{base}" "{base}.pub" "{base}.known_hosts"')
-        except (OSError, paramiko.SSHException) as exc:
+        except (OSError, paramiko.SSHException, EOFError) as exc:
             raise SSHError(f"revoking per-migration key {mig_id}: {exc}", host=target.address) from exc
 
     def app(self, host: Endpoint, control: str, action: str) -> CommandResult:

@@ -26,11 +26,11 @@ import select
 import shlex
 import threading
 import time
-from datetime import UTC, datetime, timedelta
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import NoReturn
+from typing import NoReturn, Self
 
 import paramiko
 
@@ -125,9 +125,9 @@ def connect(endpoint: Endpoint, *, timeout: float = 10.0) -> SSHSession:
         client.close()
         raise SSHError(f"ssh to {endpoint.user}@{endpoint.label} refused the key {endpoint.key_file}: {exc}",
                        hint="authorise the controller's key on the host", host=endpoint.address) from exc
-    except (OSError, paramiko.SSHException) as exc:
+    except (OSError, paramiko.SSHException, EOFError) as exc:  # EOFError: hung up mid-handshake (sshd starting)
         client.close()
-        raise SSHError(f"cannot reach {endpoint.label} port {endpoint.port} over ssh: {exc}",
+        raise SSHError(f"cannot reach {endpoint.label} port {endpoint.port} over ssh: {exc or type(exc).__name__}",
                        hint="check the address, the route and that sshd runs", host=endpoint.address) from exc
     return SSHSession(client, endpoint)
 
@@ -144,7 +144,7 @@ class SSHSession:
         self._channels = threading.BoundedSemaphore(self.MAX_CHANNELS)
         self._reconnecting = threading.Lock()
 
-    def __enter__(self) -> SSHSession:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -199,7 +199,7 @@ class SSHSession:
             try:
                 chan = transport.open_session()
             except (paramiko.SSHException, OSError, EOFError) as exc:
-                raise _ConnectionLost(f"cannot open a channel: {exc or type(exc).__name__}") from exc
+                raise _ConnectionLost(f"cannot open a channel: {str(exc) or type(exc).__name__}") from exc
             try:
                 chan.exec_command(command)
                 if input is not None:
@@ -208,13 +208,15 @@ class SSHSession:
                 out, err = _drain(chan, timeout, self.endpoint.label, shown)
                 status = chan.recv_exit_status()
             except (paramiko.SSHException, OSError, EOFError) as exc:
-                if not transport.is_active():
-                    raise _ConnectionLost(f"the channel failed: {exc or type(exc).__name__}") from exc
-                raise SSHError(f"on {self.endpoint.label}: the ssh channel of `{shown}` failed: {exc or type(exc).__name__}",
+                # EOFError: paramiko found the socket gone (its transport thread may not have noticed yet)
+                if isinstance(exc, EOFError) or _connection_gone(transport):
+                    raise _ConnectionLost(f"the channel failed: {str(exc) or type(exc).__name__}") from exc
+                raise SSHError(f"on {self.endpoint.label}: the ssh channel of `{shown}` failed: {str(exc) or type(exc).__name__}",
                                host=self.endpoint.address, command=shown) from exc
             finally:
-                chan.close()
-        if status == -1 and not transport.is_active():  # no exit status: the connection died under the command
+                with contextlib.suppress(paramiko.SSHException, OSError, EOFError):
+                    chan.close()  # fails too when the connection died: what happened above is what counts
+        if status == -1 and _connection_gone(transport):  # no exit status: the connection died under the command
             raise _ConnectionLost("the command ended without an exit status")
         return status, out, err
 
@@ -223,29 +225,52 @@ class _ConnectionLost(Exception):
     """Internal: the transport went away; ``SSHSession.run`` reconnects once."""
 
 
+def _connection_gone(transport: paramiko.Transport, grace: float = 1.0) -> bool:
+    """Did the connection die? paramiko closes a dying connection's channels just *before* it marks the
+    transport inactive, so a closed channel can be the first sign: give the transport's thread a moment
+    to end (a live transport costs ``grace``, only on a channel that failed or ended without a status)."""
+    if transport.is_active():
+        transport.join(grace)
+    return not transport.is_active()
+
+
 def _drain(chan: paramiko.Channel, timeout: float, label: str, shown: str) -> tuple[bytes, bytes]:
-    """Read stdout and stderr together (reading one while the other fills would stall the channel)."""
+    """Read stdout and stderr together (reading one while the other fills would stall the channel) until
+    the channel's EOF, then wait for the exit status (``recv_exit_status`` is then immediate).
+
+    Not until the exit status is known: sshd may send the exit-status before the last data packets of
+    the command's output (it reports the exit as soon as it reaps the child, and sends what is still in
+    the pipe afterwards), so stopping once the status is known and nothing is buffered lost output on a
+    loaded machine (an empty ``$HOME``, a missing stderr line). EOF comes after the last data. A channel
+    closed without EOF (the transport died) ends the reading too; ``_run_once`` sees no exit status."""
     out: list[bytes] = []
     err: list[bytes] = []
     deadline = time.monotonic() + timeout
-    while True:
-        got = False
-        while chan.recv_ready():
-            out.append(chan.recv(65536))
-            got = True
-        while chan.recv_stderr_ready():
-            err.append(chan.recv_stderr(65536))
-            got = True
-        if chan.exit_status_ready() and not chan.recv_ready() and not chan.recv_stderr_ready():
-            break
-        if chan.closed and not got:
-            break
+    while not _read_ready(chan, out, err):
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             raise SSHError(f"on {label}: `{shown}` did not finish within {timeout:.0f}s", host=label, command=shown)
-        if not got:
-            select.select([chan], [], [], min(remaining, 1.0))
+        select.select([chan], [], [], min(remaining, 1.0))  # wakes on data, EOF and close
+    # EOF (or close) but no status yet: the command closed its output and runs on
+    if not chan.status_event.wait(max(0.0, deadline - time.monotonic())):
+        raise SSHError(f"on {label}: `{shown}` did not finish within {timeout:.0f}s", host=label, command=shown)
     return b"".join(out), b"".join(err)
+
+
+def _read_ready(chan: paramiko.Channel, out: list[bytes], err: list[bytes]) -> bool:
+    """Append what is buffered on both streams; True once the channel is at EOF (or closed) and both
+    buffers are empty: paramiko closes them on EOF, so ``recv`` then returns b'' without blocking."""
+    while chan.recv_ready():
+        out.append(chan.recv(65536))
+    while chan.recv_stderr_ready():
+        err.append(chan.recv_stderr(65536))
+    if not (chan.eof_received or chan.closed):
+        return False
+    while data := chan.recv(65536):  # data that came with the EOF
+        out.append(data)
+    while data := chan.recv_stderr(65536):
+        err.append(data)
+    return True
 
 
 def _tail(text: str, lines: int = 5) -> str:

@@ -1,8 +1,14 @@
-"""`devcloud monitor up|status|down`: the demo's exporter + Prometheus, real processes on loopback."""
+"""`devcloud monitor up|status|down`: the demo's exporter + Prometheus, real processes on loopback.
+
+The test runs its own instance (`--instance`, its own PID files, data and free ports), so a demo's
+stack left running on the default ports neither fails it nor is touched by it.
+"""
 
 from __future__ import annotations
 
+import os
 import shutil
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -25,25 +31,43 @@ def lab() -> Iterator[Any]:
         yield lb
 
 
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
 def test_up_is_idempotent_scrapes_the_lab_and_down_stops_only_ours(lab: Any, tmp_path: Path) -> None:
     require(shutil.which("prometheus") is not None, "prometheus not installed (run scripts/install-monitoring.sh)")
-    require(m.status(lab.paths).prometheus_pid is None, "a `devcloud monitor` stack is already running here")
+    instance = f"test-{os.getpid()}"
+    exporter, prometheus = f"127.0.0.1:{_free_port()}", f"127.0.0.1:{_free_port()}"
+    mon = ["monitor", "--instance", instance]
+    demo_before = m.status(lab.paths)  # the demo's stack, if one runs: never touched here
     runner = CliRunner()
     try:
-        r = runner.invoke(devcloud_cli, ["monitor", "up", "--root", str(tmp_path)])
+        r = runner.invoke(devcloud_cli, [*mon, "up", "--root", str(tmp_path), "--exporter-listen", exporter,
+                                         "--prometheus-listen", prometheus])
         assert r.exit_code == 0, r.output
-        first = m.status(lab.paths)
+        first = m.status(lab.paths, instance)
         assert first.exporter_pid and first.prometheus_pid
-        assert "http://127.0.0.1:9090" in r.output
-        again = runner.invoke(devcloud_cli, ["monitor", "up", "--root", str(tmp_path)])
-        assert again.exit_code == 0 and m.status(lab.paths) == first  # nothing restarted
+        assert f"http://{prometheus}" in r.output
+        again = runner.invoke(devcloud_cli, [*mon, "up", "--root", str(tmp_path)])
+        assert again.exit_code == 0 and m.status(lab.paths, instance) == first  # nothing restarted, same ports
         # Prometheus scrapes the exporter, which probes the three datacentres of the lab
-        wait_for(lambda: len(m.query("govcloud_site_up == 1")) == 3, timeout=60,
-                 what="three datacentres up in the demo's Prometheus")
-        assert runner.invoke(devcloud_cli, ["monitor", "status"]).exit_code == 0
+        wait_for(lambda: len(m.query("govcloud_site_up == 1", first.prometheus_url)) == 3, timeout=60,
+                 what="three datacentres up in the instance's Prometheus")
+        assert runner.invoke(devcloud_cli, [*mon, "status"]).exit_code == 0
     finally:
-        down = runner.invoke(devcloud_cli, ["monitor", "down"])
+        down = runner.invoke(devcloud_cli, [*mon, "down"])
     assert down.exit_code == 0, down.output
     for pid in (first.exporter_pid, first.prometheus_pid):  # gone (a zombie: started by this very process)
         assert process_starttime(pid) is None or _is_zombie(pid), pid
-    assert runner.invoke(devcloud_cli, ["monitor", "status"]).exit_code == 1
+    assert runner.invoke(devcloud_cli, [*mon, "status"]).exit_code == 1
+    assert m.status(lab.paths) == demo_before
+    shutil.rmtree(lab.paths.home / f"monitor-{instance}", ignore_errors=True)
+
+
+def test_a_listen_address_off_loopback_is_refused(tmp_path: Path) -> None:
+    r = CliRunner().invoke(devcloud_cli, ["monitor", "--instance", "t-bad", "up", "--root", str(tmp_path),
+                                          "--exporter-listen", "0.0.0.0:9477"])
+    assert r.exit_code == 1 and "use 127.0.0.1:PORT (loopback only)" in r.output, r.output

@@ -63,6 +63,7 @@ class FakeHosts:
         self.pushes: list[RsyncSpec] = []
         self.revoked: list[str] = []
         self.skip_once: set[str] = set()  # "address:path/file": the next push misses it (quick-check fault)
+        self.broken_start: set[str] = set()  # addresses whose app's start fails (exit 1, not running)
 
     def add(self, address: str, trees: dict[str, Tree], *, running: bool = False) -> FakeHost:
         self.by_address[address] = FakeHost(address, {p: dict(t) for p, t in trees.items()}, running)
@@ -135,6 +136,8 @@ class FakeHosts:
     def app(self, host: Endpoint, control: str, action: str) -> CommandResult:
         h = self._host(host)
         assert control in (LEGACY_APP_CTL, TARGET_APP_CTL)
+        if action == "start" and host.address in self.broken_start:
+            return CommandResult(f"{control} {action}", 1, "", "broken")
         if action in ("start", "stop"):
             h.running = action == "start"
         return CommandResult(f"{control} {action}", 0, "", "")

@@ -226,6 +226,21 @@ def test_a_failed_verify_rolls_the_system_back(env: tuple[World, Path]) -> None:
     ctx.close()
 
 
+def test_a_target_whose_start_failed_rolls_back_without_waiting_for_its_health(env: tuple[World, Path]) -> None:
+    """The control's own verdict (start exited 1) is final: no health deadline is waited out."""
+    w, _ = env
+    ctx = synced(env)
+    object.__setattr__(ctx.options, "health_timeout", 3600.0)  # would hang the test if waited for
+    t = ctx.targets(ctx.work[0])[0]
+    w.hosts.broken_start.add(t.ip)
+    cutover_step.run(ctx, ctx.work[0])
+    with pytest.raises(MigrationError, match=f"target app not healthy: its start failed on {t.name} \\({t.ip}, exit 1\\)"):
+        driver._step(ctx, ctx.work[0], Action.VERIFY)
+    assert ctx.status("tmig-db").state == State.ROLLED_BACK
+    assert w.hosts.by_address["10.240.31.10"].running
+    ctx.close()
+
+
 def test_verify_fails_when_target_data_changed_after_the_stop(env: tuple[World, Path]) -> None:
     w, _ = env
     ctx = synced(env)

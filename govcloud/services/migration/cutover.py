@@ -22,7 +22,7 @@ from govcloud.migrate.targets import window_state
 from govcloud.services.migration import apps
 from govcloud.services.migration.context import Outcome, RunContext
 from govcloud.services.migration.kinds import kinds_of
-from govcloud.services.migration.options import FACT_WINDOW_END
+from govcloud.services.migration.options import FACT_TARGET_START, FACT_WINDOW_END
 from govcloud.services.migration.work import Work
 
 
@@ -57,6 +57,7 @@ def run(ctx: RunContext, w: Work) -> None:
             ctx.fault("cutover.after_final_sync", w.id)
             for t in targets:
                 out.setdefault("target_start", {})[t.name] = apps.target_app(ctx, t, "start")
+            ctx.record(w.id, "cutover", FACT_TARGET_START, out["target_start"])
             ctx.fault("cutover.after_start", w.id)
             _switch(ctx, w, primary)
             switched = True
