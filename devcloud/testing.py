@@ -24,6 +24,16 @@ from devcloud.paths import DevcloudPaths
 UP_TIMEOUT = 900.0  # a cold install + first up takes ~2.5 min here; leave room on a slow machine
 
 
+STALE_REPORTS: list[str] = []  # what the session's `up`s found stale; pytest prints them in its summary
+
+
+def report_stale(line: str) -> None:
+    """One `up`'s line about a stack a killed run left: on stderr now, and kept for the run's summary
+    (pytest captures a fixture's stderr, so the summary is where a green run still shows it)."""
+    STALE_REPORTS.append(line)
+    print(line, file=sys.stderr, flush=True)
+
+
 class CloudUnavailable(RuntimeError):
     """The cloud could not be brought up (missing prerequisite, install or start failure)."""
 
@@ -59,7 +69,7 @@ def ensure_cloud(paths: DevcloudPaths | None = None, *, timeout: float = UP_TIME
     r = _devcloud(["up"], paths, timeout)
     for line in r.stdout.splitlines():
         if line.startswith("cloud: stale "):
-            print(line, file=sys.stderr, flush=True)
+            report_stale(line)
     if r.returncode != 0:
         raise CloudUnavailable(f"devcloud up failed (exit {r.returncode}):\n{r.stdout[-2000:]}{r.stderr[-2000:]}")
     # another session may have brought it up while this one waited for the lock: then it is not ours

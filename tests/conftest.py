@@ -61,3 +61,13 @@ def run_cli() -> Callable[..., CliResult]:
         return CliResult(result.exit_code, result.stdout, result.stderr)
 
     return run
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """What the `up`s found stale (a stack a killed run left) and cleaned: shown even on a green run."""
+    from devcloud.testing import STALE_REPORTS
+
+    if STALE_REPORTS:
+        terminalreporter.section("stale state found and cleaned by the ups")
+        for line in STALE_REPORTS:
+            terminalreporter.write_line(line)

@@ -15,7 +15,6 @@ import os
 import shutil
 import socket
 import subprocess
-import sys
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -43,8 +42,10 @@ def lab_prerequisites() -> list[str]:
 
 
 def say_stale(line: str) -> None:
-    """Where a session helper reports what an `up` found stale: one line on stderr."""
-    print(line, file=sys.stderr, flush=True)
+    """Where a session helper reports what an `up` found stale (see ``devcloud.testing.report_stale``)."""
+    from devcloud.testing import report_stale
+
+    report_stale(line)
 
 
 @contextlib.contextmanager

@@ -127,7 +127,7 @@ def connect(endpoint: Endpoint, *, timeout: float = 10.0) -> SSHSession:
                        hint="authorise the controller's key on the host", host=endpoint.address) from exc
     except (OSError, paramiko.SSHException, EOFError) as exc:  # EOFError: hung up mid-handshake (sshd starting)
         client.close()
-        raise SSHError(f"cannot reach {endpoint.label} port {endpoint.port} over ssh: {exc or type(exc).__name__}",
+        raise SSHError(f"cannot reach {endpoint.label} port {endpoint.port} over ssh: {str(exc) or type(exc).__name__}",
                        hint="check the address, the route and that sshd runs", host=endpoint.address) from exc
     return SSHSession(client, endpoint)
 
