@@ -168,6 +168,11 @@ class JournalError(RuntimeFailure):
     """The migration journal cannot be opened or written (unreadable file, newer schema, disk full)."""
 
 
+class JournalMissingError(InvalidInputError):
+    """There is no migration journal where one was asked for (exit 2 in every command that reads one):
+    the path is wrong or nothing was migrated yet. Nothing is created in its place."""
+
+
 class WaveLockedError(RuntimeFailure):
     """Another run holds the wave's lock; names the holder (pid, host, user, since when, run id)."""
 
@@ -226,3 +231,15 @@ class PreflightError(RuntimeFailure):
 
 class OutsideWindowError(RefusedError):
     """A cutover was asked for outside the wave's maintenance window (and without --outside-window)."""
+
+
+class StalePlanError(RefusedError):
+    """A migration was asked to run a plan made from other inventories (its ``inventory_digest`` is not
+    theirs) without --allow-stale-plan; carries the diagnostic `govcloud plan check` prints for it."""
+
+    def __init__(self, message: str, *, hint: str = "", diagnostics: tuple[Diagnostic, ...] = ()) -> None:
+        super().__init__(message, hint=hint)
+        self.diagnostics = diagnostics
+
+    def render(self) -> str:
+        return "\n".join([*(d.render() for d in self.diagnostics), super().render()])

@@ -1,6 +1,6 @@
 """Prometheus metrics of govcloud: custom collectors that read the journal and the probes at scrape time.
 
-Nothing is cached between scrapes: each scrape opens the migration journal read-mostly (one
+Nothing is cached between scrapes: each scrape opens the migration journal read-only (one
 connection per scrape, closed after; WAL lets a running migration keep writing), reads the newest
 probe view and failover view, and builds the metric families. Every metric is declared once in
 ``METRICS`` (name, type, labels, help), which the collectors build from and ``monitoring/README.md``
@@ -37,7 +37,7 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from govcloud.adapters.journal import Journal
-from govcloud.errors import JournalError
+from govcloud.errors import JournalError, JournalMissingError
 from govcloud.migrate.state import State
 
 log = logging.getLogger(__name__)
@@ -270,7 +270,7 @@ class JournalCollector(Collector):
         try:
             with Journal(self.path, create=False) as j:
                 view = read_migration(j)
-        except JournalError as exc:
+        except (JournalError, JournalMissingError) as exc:  # read-only: a scrape never creates or migrates it
             log.warning("journal not readable at scrape: %s", exc.message)
             up.add_metric([], 0)
             yield up

@@ -17,10 +17,12 @@ from govcloud.errors import ExitCode, GovcloudError
 EPILOG = """\b
 Exit codes:
   0    ok
-  1    runtime failure (an API, host or tool failed)
-  2    invalid input (inventories, plan or command line); nothing was changed
+  1    runtime failure (an API, host or tool failed; an audit log that does not verify)
+  2    invalid input (inventories, plan or command line; no journal where one is read; a plan or
+       system the journal does not know); nothing was changed
   3    changes pending (--dry-run / check found differences)
-  4    refused (not confirmed, quorum not met, outside the window)
+  4    refused (not confirmed, quorum not met, outside the window,
+       a hand-edited plan without --force, a stale plan)
   130  interrupted
 """
 

@@ -127,14 +127,15 @@ def reporter_for(app: AppContext, wave: int, systems: int) -> PlainReporter | Ri
 # ------------------------------------------------------------------ helpers
 
 def plan_path(app: AppContext, plan: str) -> Path:
-    """PLAN is a plan file, or a plan name under migration_plans/."""
-    p = Path(plan)
-    if p.is_file():
-        return p.resolve()
-    named = app.root / "migration_plans" / f"{plan}.yaml"
-    if named.is_file():
-        return named
-    raise InvalidInputError(f"no plan file {plan} (nor {named})", hint="make one with `govcloud plan`")
+    """PLAN is a plan file, or a plan name under migration_plans/ (``services.planning.resolve_plan``)."""
+    from govcloud.services.planning import resolve_plan
+
+    return resolve_plan(app.root, plan)
+
+
+def _plan_warnings(app: AppContext, summary: Any) -> None:
+    """What the plan check warned about (a stale plan run by --allow-stale-plan), on stderr."""
+    app.diagnostics(list(summary.plan_warnings))
 
 
 def _common(f: Any) -> Any:
@@ -153,6 +154,12 @@ def _common(f: Any) -> Any:
     for o in reversed(opts):
         f = o(f)
     return f
+
+
+_stale_option = click.option(
+    "--allow-stale-plan", is_flag=True,
+    help="Run a plan made from other inventories (its inventory_digest differs; audited). A plan that breaks a "
+         "constraint is never run.")
 
 
 def _keys(f: Any) -> Any:
@@ -223,14 +230,20 @@ def migrate() -> None:
 @click.option("--manual-cutover", is_flag=True, help="Stop after the warm sync; `migrate cutover SYSTEM` continues.")
 @click.option("--image", default="fake-image", show_default=True, envvar="GOVCLOUD_IMAGE")
 @click.option("--timezone", default="Asia/Shanghai", show_default=True, help="The time zone windows are written in.")
+@_stale_option
 @_keys
 @_common
 @pass_app
 def run_cmd(app: AppContext, plan: str, wave: int, systems: tuple[str, ...], concurrency: int, dry_run: bool,
-            manual_cutover: bool, image: str, timezone: str, known_hosts: Path | None, ssh_key: Path | None,
-            target_key: Path | None, journal: Path | None, dns_key: Path | None, clouds_yaml: Path | None,
-            outside_window: bool, control_path_dir: Path | None) -> int:
-    """Migrate wave N of PLAN (a plan file or a name under migration_plans/)."""
+            manual_cutover: bool, image: str, timezone: str, allow_stale_plan: bool, known_hosts: Path | None,
+            ssh_key: Path | None, target_key: Path | None, journal: Path | None, dns_key: Path | None,
+            clouds_yaml: Path | None, outside_window: bool, control_path_dir: Path | None) -> int:
+    """Migrate wave N of PLAN (a plan file or a name under migration_plans/).
+
+    The plan is checked first, as `govcloud plan check` does (dry run included): a plan that breaks a
+    constraint is refused (exit 2), one made from other inventories too (exit 4) unless
+    --allow-stale-plan is given.
+    """
     from govcloud.services.migration import MigrateOptions, run
     from govcloud.services.migration import dry_run as step_plans
 
@@ -242,9 +255,10 @@ def run_cmd(app: AppContext, plan: str, wave: int, systems: tuple[str, ...], con
                              dry_run=dry_run, manual_cutover=manual_cutover, outside_window=outside_window,
                              known_hosts=known_hosts or Path("/nonexistent"), ssh_key=ssh_key, target_key=target_key,
                              journal=journal, dns_key=dns_key, clouds_yaml=clouds_yaml, image=image,
-                             timezone=timezone, control_path_dir=control_path_dir)
+                             timezone=timezone, control_path_dir=control_path_dir, allow_stale_plan=allow_stale_plan)
     if dry_run:
         summary = step_plans(app.root, options)
+        _plan_warnings(app, summary)
         if app.json:
             app.emit_json([{"system": p.system, "state": p.state.value, "steps": [s.value for s in p.steps],
                             "note": p.note, "servers": [{"name": t.name, "site": t.site, "vcpus": t.vcpus,
@@ -257,24 +271,32 @@ def run_cmd(app: AppContext, plan: str, wave: int, systems: tuple[str, ...], con
                      + (f"  ({p.note})" if p.note else ""))
             app.echo(f"    servers: {servers}")
         return ExitCode.OK
-    return render_summary(app, _run_with_progress(app, run, options, len(options.systems) or 50))
+    summary = _run_with_progress(app, run, options, len(options.systems) or 50)
+    _plan_warnings(app, summary)
+    return render_summary(app, summary)
 
 
 @migrate.command("resume")
 @click.argument("plan", required=False)
+@_stale_option
 @_keys
 @_common
 @pass_app
-def resume_cmd(app: AppContext, plan: str | None, known_hosts: Path | None, ssh_key: Path | None, target_key: Path | None,
-               journal: Path | None, dns_key: Path | None, clouds_yaml: Path | None, outside_window: bool,
-               control_path_dir: Path | None) -> int:
-    """Continue the newest unfinished run (after a crash, kill or failure) from where its journal says."""
+def resume_cmd(app: AppContext, plan: str | None, allow_stale_plan: bool, known_hosts: Path | None,
+               ssh_key: Path | None, target_key: Path | None, journal: Path | None, dns_key: Path | None,
+               clouds_yaml: Path | None, outside_window: bool, control_path_dir: Path | None) -> int:
+    """Continue the newest unfinished run (after a crash, kill or failure) from where its journal says.
+
+    Its plan is checked again, as `migrate run` checks it (--allow-stale-plan as there; a run that
+    was given it passes it on)."""
     from govcloud.services.migration import resume_options, run
 
     options = resume_options(app.root, journal, plan, known_hosts=known_hosts, ssh_key=ssh_key, target_key=target_key,
                              dns_key=dns_key, clouds_yaml=clouds_yaml, outside_window=outside_window or None,
-                             control_path_dir=control_path_dir)
-    return render_summary(app, _run_with_progress(app, run, options, len(options.systems) or 50))
+                             control_path_dir=control_path_dir, allow_stale_plan=allow_stale_plan or None)
+    summary = _run_with_progress(app, run, options, len(options.systems) or 50)
+    _plan_warnings(app, summary)
+    return render_summary(app, summary)
 
 
 @migrate.command("cutover")
@@ -342,7 +364,8 @@ def decommission_cmd(app: AppContext, system: str, yes: bool, known_hosts: Path 
 @click.option("--journal", type=click.Path(dir_okay=False, path_type=Path), envvar="GOVCLOUD_JOURNAL", default=None)
 @pass_app
 def status_cmd(app: AppContext, plan: str | None, journal: Path | None) -> int:
-    """Each system's state, bytes sent and measured downtime (table, or --output json)."""
+    """Each system's state, bytes sent and measured downtime (table, or --output json). Read-only.
+    Exit 2: no journal, or PLAN is not in it."""
     from govcloud.services.migration import status_rows
 
     rows = status_rows(app.root, journal, plan)
@@ -367,7 +390,8 @@ def status_cmd(app: AppContext, plan: str | None, journal: Path | None) -> int:
 @click.option("--journal", type=click.Path(dir_okay=False, path_type=Path), envvar="GOVCLOUD_JOURNAL", default=None)
 @pass_app
 def log_cmd(app: AppContext, system: str, journal: Path | None) -> int:
-    """SYSTEM's journal: every intent and outcome, and the facts each step measured."""
+    """SYSTEM's journal: every intent and outcome, and the facts each step measured. Read-only.
+    Exit 2: no journal, or SYSTEM is not in it."""
     from govcloud.services.migration import system_log
 
     doc = system_log(app.root, journal, system)

@@ -11,12 +11,15 @@ if TYPE_CHECKING:
     from govcloud.services.planning import MadePlan
 
 
-def render_plan_summary(app: AppContext, made: MadePlan) -> None:
+def render_plan_summary(app: AppContext, made: MadePlan, *, to_stderr: bool = False, stdout_plan: bool = False) -> None:
+    """The waves and site loads, then where the plan went and what it replaced (``to_stderr``: stdout
+    holds the plan itself, ``--out -``)."""
     plan = made.result.plan
     bound = made.result.lower_bound
     if app.json:
         app.emit_json({
             "path": str(made.path) if made.written else None,
+            "replaced": _replaced_json(made),
             "name": plan.name,
             "inventory_digest": plan.inventory_digest,
             "waves": [{"number": w.number, "window": w.window.as_dict(), "systems": [s.id for s in w.systems],
@@ -31,6 +34,10 @@ def render_plan_summary(app: AppContext, made: MadePlan) -> None:
     from rich.table import Table
 
     console = app.console()
+    if to_stderr:
+        from rich.console import Console
+
+        console = Console(highlight=False, soft_wrap=True, stderr=True)
     table = Table(title=f"plan {plan.name}: {len(plan.waves)} waves for {sum(len(w.systems) for w in plan.waves)} systems")
     table.add_column("wave", justify="right")
     table.add_column("window")
@@ -51,7 +58,42 @@ def render_plan_summary(app: AppContext, made: MadePlan) -> None:
                   f"ceil(systems/max-per-wave) {bound.capacity}, window conflicts {bound.window_conflicts})")
     for note in made.result.notes:
         console.print(f"note: {note}")
-    console.print(f"plan written to {made.path}" if made.written else "dry run: no plan file written")
+    for line in _where_it_went(made, stdout_plan):
+        console.print(line, markup=False)
+
+
+def _where_it_went(made: MadePlan, stdout_plan: bool) -> list[str]:
+    """The closing lines: where the plan was written, and which systems moved from the plan it replaced."""
+    from govcloud.planning.diff import describe_change
+
+    if not made.written:
+        return ["plan written to standard output" if stdout_plan else "dry run: no plan file written"]
+    r = made.replaced
+    if r is None:
+        return [f"plan written to {made.path}"]
+    if r.unchanged:
+        return [f"plan unchanged: {made.path} already holds it"]
+    lines = [f"plan written to {made.path}, replacing the plan there"]
+    if r.changes is None:
+        lines.append("  (the file there was not a readable plan)")
+    elif r.changes:
+        lines.append(f"  {len(r.changes)} system(s) moved from the old plan:")
+        lines.extend(f"    {describe_change(c)}" for c in r.changes)
+    else:
+        lines.append("  no system moved")
+    if r.backup is not None:
+        lines.append(f"  the edited plan is kept as {r.backup}")
+    return lines
+
+
+def _replaced_json(made: MadePlan) -> dict[str, object] | None:
+    r = made.replaced
+    if r is None:
+        return None
+    from govcloud.planning.diff import describe_change
+
+    return {"unchanged": r.unchanged, "backup": str(r.backup) if r.backup else None,
+            "moved": None if r.changes is None else [describe_change(c) for c in r.changes]}
 
 
 def render_plan_diff(app: AppContext, changes: list[SystemChange]) -> None:

@@ -1,7 +1,14 @@
-"""Plan files: deterministic text out (byte-identical for the same plan), checked data in."""
+"""Plan files: deterministic text out (byte-identical for the same plan), checked data in.
+
+Plans are documents people edit, so every plan govcloud writes carries ``content_digest``: the sha256
+of the file as written, that line left out. ``govcloud plan`` replaces a file only while the digest
+still matches (or when the file is byte for byte the new plan), so a hand edit is never lost silently.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import re
 from typing import Any
 
 from govcloud.model import Plan, PlannedSystem, SitePlacement, Wave, Window
@@ -18,8 +25,42 @@ def _window(w: Window) -> str:
     return f"{{days: [{', '.join(w.days)}], start: {_q(w.start)}, end: {_q(w.end)}}}"
 
 
+DIGEST_KEY = "content_digest"
+_DIGEST_LINE = re.compile(rf"^{DIGEST_KEY}: (sha256:[0-9a-f]{{64}})\n", re.MULTILINE)
+
+
+def _sha256(text: str) -> str:
+    return "sha256:" + hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
 def render_plan(plan: Plan, *, min_window_minutes: int | None = None) -> str:
-    """The plan as YAML text in format v1; same plan, same bytes."""
+    """The plan as YAML text in format v1, sealed with its ``content_digest``; same plan, same bytes."""
+    body = render_unsealed(plan, min_window_minutes=min_window_minutes)
+    at = body.index("\noptions: ") + 1  # the digest line goes after inventory_digest
+    return body[:at] + f"{DIGEST_KEY}: {_sha256(body)}\n" + body[at:]
+
+
+def unseal(text: str) -> tuple[str, str | None]:
+    """``text`` without its ``content_digest`` line, and the digest that line claims (None: no line).
+    A file holding the line twice has been edited: it is returned whole, with the claim None."""
+    found = _DIGEST_LINE.findall(text)
+    if len(found) != 1:
+        return text, None
+    return _DIGEST_LINE.sub("", text, count=1), str(found[0])
+
+
+def written_by_govcloud(existing: str, new: str) -> bool:
+    """Whether ``existing`` is exactly what govcloud wrote, so replacing it by ``new`` (a sealed
+    rendering) loses no hand edit: its digest holds, or it is ``new`` as govcloud wrote plans before
+    they were sealed (the same text without the digest line)."""
+    body, claimed = unseal(existing)
+    if claimed is not None:
+        return claimed == _sha256(body)
+    return existing == unseal(new)[0]
+
+
+def render_unsealed(plan: Plan, *, min_window_minutes: int | None = None) -> str:
+    """The plan as YAML text without its ``content_digest`` line (what the digest is taken of)."""
     opts = f"max_per_wave: {plan.max_per_wave}"
     if min_window_minutes is not None:
         opts += f", min_window_minutes: {min_window_minutes}"

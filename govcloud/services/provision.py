@@ -16,6 +16,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
+from govcloud.adapters.files import atomic_write
 from govcloud.adapters.openstack import OpenStackCloud, RetryPolicy, service_of
 from govcloud.errors import GovcloudError, PlanDriftError, PlanError
 from govcloud.inventory import load_inventory
@@ -25,7 +26,6 @@ from govcloud.provision.desired import existing_blocks
 from govcloud.provision.diff import same_changes
 from govcloud.provision.model import Action, Change, Desired, ProvisionPlan
 from govcloud.provision.planfile import dump_plan, load_plan
-from govcloud.services.planning import atomic_write
 
 
 def state_dir() -> Path:
@@ -130,7 +130,8 @@ def make_plan(root: Path, options: ProvisionOptions, cloud: OpenStackCloud | Non
 
 
 def save_plan(plan: ProvisionPlan, path: Path) -> None:
-    atomic_write(path, dump_plan(plan))
+    """Saved whole (temporary file, rename), never through a link; its directory is made if missing."""
+    atomic_write(path, dump_plan(plan), mode=0o600, make_parents=True)
 
 
 def read_plan(path: Path) -> ProvisionPlan:

@@ -156,7 +156,10 @@ def write_project(root: Path) -> None:
     plan = yaml.safe_load((MIG / "plan.yaml").read_text())
     wave = next(w for w in plan["waves"] if w["number"] == 1)
     placement = next(s["placement"] for s in wave["systems"] if s["id"] == SOURCE_SYSTEM)
-    plan.update(name=PLAN, waves=[{**wave, "systems": [{"id": SYSTEM, "placement": placement}]}])
+    from govcloud.inventory import load_inventory
+
+    plan.update(name=PLAN, inventory_digest=load_inventory(root).digest,  # `migrate run` refuses a stale plan
+                waves=[{**wave, "systems": [{"id": SYSTEM, "placement": placement}]}])
     (root / "plan.yaml").write_text(yaml.safe_dump(plan, sort_keys=False))
 
 

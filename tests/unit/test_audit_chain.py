@@ -11,7 +11,17 @@ from pathlib import Path
 import pytest
 
 from govcloud.adapters.journal import Journal
-from govcloud.migrate.auditchain import GENESIS, AuditRecord, canonical, record_hash, verify_chain
+from govcloud.adapters.journal_files import head_file, write_head
+from govcloud.migrate.auditchain import (
+    GENESIS,
+    GENESIS_ANCHOR,
+    Anchor,
+    AuditRecord,
+    canonical,
+    check_anchor,
+    record_hash,
+    verify_chain,
+)
 
 
 def _journal(tmp_path: Path, n: int = 6) -> Path:
@@ -77,7 +87,7 @@ def test_removed_record_is_named(tmp_path: Path) -> None:
 def test_removed_last_records_are_caught_by_the_head(tmp_path: Path) -> None:
     path = _journal(tmp_path)
     _sql(path, "DELETE FROM audit WHERE seq >= 5")
-    assert _problems(path) == [("truncated", 6)]
+    assert _problems(path) == [("truncated", 6), ("truncated", 5)]  # the journal's own head, then the head file
 
 
 def test_reordered_records_are_named(tmp_path: Path) -> None:
@@ -108,9 +118,11 @@ def test_expected_head_catches_a_rewritten_log(tmp_path: Path) -> None:
     with Journal(path) as j:
         head = j.verify_audit().head_hash
         assert j.verify_audit(expect_head=head).ok
-    _sql(path, "DELETE FROM audit", "DELETE FROM audit_head")  # an empty log is self-consistent
-    with Journal(path) as j:
-        assert j.verify_audit().ok
+    _sql(path, "DELETE FROM audit", "DELETE FROM audit_head")  # an empty log is self-consistent...
+    assert _problems(path) == [("truncated", 1)]  # ...but no longer reaches its head file
+    write_head(head_file(path), GENESIS_ANCHOR, "then")  # who rewrites the head file as well
+    with Journal(path, create=False) as j:
+        assert j.verify_audit().ok  # is caught only by a head kept elsewhere
         assert [p.kind for p in j.verify_audit(expect_head=head).problems] == ["head"]
 
 
@@ -159,3 +171,24 @@ def test_journal_path_env_override(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     else:
         r = run_cli("--root", str(tmp_path), "audit", "verify", "--journal", str(path))
     assert r.exit_code == 0 and "2 record(s)" in r.stdout  # type: ignore[attr-defined]
+
+
+def test_check_anchor_pure_behind_is_a_note_short_or_other_is_a_problem() -> None:
+    recs: list[AuditRecord] = []
+    prev = GENESIS
+    for i in range(1, 4):
+        r = AuditRecord(seq=i, at=f"t{i}", actor="a", action="x", target="s", result="ok", prev_hash=prev)
+        recs.append(r := AuditRecord(**{**r.__dict__, "hash": record_hash(prev, r.body())}))
+        prev = r.hash
+    at = {r.seq: Anchor(r.seq, r.hash) for r in recs}
+    assert check_anchor(recs, at[3], expected=True) == ([], [])
+    problems, notes = check_anchor(recs, at[2], expected=True)  # an append between commit and head write
+    assert problems == [] and notes[0].startswith("the head file is 1 record(s) behind the log (at record 2)")
+    assert check_anchor(recs, GENESIS_ANCHOR, expected=True)[0] == []
+    assert [(p.kind, p.seq) for p in check_anchor(recs[:2], at[3], expected=True)[0]] == [("truncated", 3)]
+    assert [(p.kind, p.seq) for p in check_anchor([], at[3], expected=True)[0]] == [("truncated", 1)]
+    assert [(p.kind, p.seq) for p in check_anchor(recs, Anchor(2, "f" * 64), expected=True)[0]] == [("replaced", 2)]
+    assert [(p.kind, p.seq) for p in check_anchor(recs, None, expected=True)[0]] == [("head-file", 3)]
+    assert check_anchor(recs, None, expected=False)[0] == []  # a journal from before head files: a note only
+    report = verify_chain(recs[:2], None, None, at[3], anchor_expected=True)
+    assert not report.ok and report.problems[0].message.startswith("record 3 is missing: the head file records 3")

@@ -14,8 +14,15 @@ from pathlib import Path
 
 import pytest
 
-from govcloud.adapters.journal import MIGRATIONS, SCHEMA_VERSION, Journal, LockHolder, journal_path, lock_refusal
-from govcloud.errors import ExitCode, JournalError, WaveLockedError
+from govcloud.adapters.journal import (
+    MIGRATIONS,
+    SCHEMA_VERSION,
+    Journal,
+    LockHolder,
+    journal_path,
+    lock_refusal,
+)
+from govcloud.errors import ExitCode, JournalError, JournalMissingError, WaveLockedError
 from govcloud.migrate.state import Action, Event, IllegalTransition, State, Status
 
 REPO = Path(__file__).resolve().parents[2]
@@ -34,7 +41,7 @@ def test_default_path_and_durability_settings(tmp_path: Path, monkeypatch: pytes
     with Journal(path) as j:
         assert j.pragma("journal_mode") == "wal"
         assert j.pragma("synchronous") == 2  # FULL
-        assert j.schema_version == SCHEMA_VERSION == 2
+        assert j.schema_version == SCHEMA_VERSION == 3
     assert oct(path.parent.stat().st_mode & 0o777) == "0o700"
     assert journal_path(tmp_path, tmp_path / "x.sqlite") == tmp_path / "x.sqlite"
 
@@ -49,7 +56,7 @@ def test_schema_migrates_forward_and_keeps_data(tmp_path: Path) -> None:
     db.commit()
     db.close()
     with Journal(path) as j:
-        assert j.schema_version == 2
+        assert j.schema_version == SCHEMA_VERSION
         holder = j.lock_holder("p", 1)
         assert holder is not None and holder.run_id == "r" and holder.pid_starttime is None
         names = {r[0] for r in j._db.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
@@ -67,8 +74,9 @@ def test_newer_schema_and_garbage_are_refused(tmp_path: Path) -> None:
     junk.write_bytes(b"not a database" * 100)
     with pytest.raises(JournalError, match="not a readable SQLite database"):
         Journal(junk)
-    with pytest.raises(JournalError, match="no journal at"):
+    with pytest.raises(JournalMissingError, match="no migration journal at") as missing:
         Journal(tmp_path / "missing.sqlite", create=False)
+    assert missing.value.exit_code == ExitCode.INVALID_INPUT and not (tmp_path / "missing.sqlite").exists()
 
 
 def test_intent_then_outcome_moves_the_state_and_audits_both(tmp_path: Path) -> None:

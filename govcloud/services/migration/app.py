@@ -30,6 +30,7 @@ from govcloud.services.migration.options import (
     Reporter,
     RunSummary,
 )
+from govcloud.services.migration.planguard import stale_record, vet_plan
 from govcloud.services.migration.work import load_plan_file, wave_of, wave_work
 
 
@@ -91,19 +92,31 @@ def _journal_name_switches(ctx: RunContext) -> None:
 
 
 def run(root: Path, options: MigrateOptions, reporter: Reporter | None = None) -> RunSummary:
-    ctx = open_run(root, options, reporter)
+    """`migrate run` / `migrate resume`: the plan checked first (``planguard``), then the wave."""
+    inventory = load_inventory(root)
+    check = vet_plan(root, options, inventory)
+    ctx = open_run(root, options, reporter, inventory=inventory)
     if options.dry_run:
         ctx.close()
-        return driver.dry_run(ctx)
-    return driver.execute(ctx)
+        summary = driver.dry_run(ctx)
+    else:
+        ctx.stale_plan = stale_record(options, check)
+        summary = driver.execute(ctx)
+    summary.plan_warnings = check.warnings
+    return summary
 
 
 def dry_run(root: Path, options: MigrateOptions) -> RunSummary:
-    ctx = open_run(root, options)
+    """Each system's step plan, after the same plan check a run makes (nothing opened or written)."""
+    inventory = load_inventory(root)
+    check = vet_plan(root, options, inventory)
+    ctx = open_run(root, options, inventory=inventory)
     try:
-        return driver.dry_run(ctx)
+        summary = driver.dry_run(ctx)
     finally:
         ctx.close()
+    summary.plan_warnings = check.warnings
+    return summary
 
 
 def cutover_one(root: Path, options: MigrateOptions, reporter: Reporter | None = None) -> RunSummary:

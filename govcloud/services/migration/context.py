@@ -89,6 +89,7 @@ class RunContext:
         self.run_id = ""
         self.failed_now: set[str] = set()  # systems that failed in this run's preflight or provisioning
         self.refused: dict[str, str] = {}  # systems whose cutover was refused (outside the window): why
+        self.stale_plan: dict[str, str] | None = None  # run by --allow-stale-plan: the digests, for the audit
         self.zones: dict[ZoneKey, LandingZone | None] = {}  # read once per run
         self.project_ids: dict[str, str | None] = {}
         self._local = threading.local()

@@ -71,6 +71,8 @@ def execute(ctx: RunContext) -> RunSummary:
     summary = RunSummary(ctx.run_id, ctx.plan.name, ctx.wave.number)
     status = "failed"
     try:
+        if ctx.stale_plan is not None:  # --allow-stale-plan: the operator's choice is on the record
+            ctx.audit("plan.allow_stale", f"{ctx.plan.name}/wave-{ctx.wave.number}", "allowed", ctx.stale_plan)
         with j.wave_lock(ctx.plan.name, ctx.wave.number, ctx.run_id):
             _mark_crashed_runs(ctx)
             _revoke_leftover_keys(ctx)

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from govcloud.adapters.journal import Journal, journal_path
-from govcloud.errors import InvalidInputError
+from govcloud.errors import Diagnostic, InvalidInputError
 from govcloud.migrate.state import State
 from govcloud.migrate.steps import StepPlan
 from govcloud.migrate.targets import TargetSpec
@@ -49,13 +49,15 @@ class MigrateOptions:
     health_timeout: float = 60.0
     control_path_dir: Path | None = None
     command: str = "run"
+    allow_stale_plan: bool = False  # run a plan whose inventory_digest is not the inventories' (audited)
 
     def as_record(self) -> dict[str, Any]:
         """What resume needs to repeat the run (no secrets: paths only)."""
         return {"plan_file": str(self.plan_file), "wave": self.wave, "systems": list(self.systems),
                 "concurrency": self.concurrency, "manual_cutover": self.manual_cutover,
                 "known_hosts": str(self.known_hosts), "ssh_key": str(self.ssh_key or ""),
-                "target_key": str(self.target_key or ""), "image": self.image, "timezone": self.timezone}
+                "target_key": str(self.target_key or ""), "image": self.image, "timezone": self.timezone,
+                "allow_stale_plan": self.allow_stale_plan}
 
 
 @dataclass
@@ -77,6 +79,7 @@ class RunSummary:
     dry_run: list[StepPlan] = field(default_factory=list)
     targets: dict[str, list[TargetSpec]] = field(default_factory=dict)
     refused: list[str] = field(default_factory=list)
+    plan_warnings: tuple[Diagnostic, ...] = ()  # what `plan check` warned about the plan (a stale digest)
 
     @property
     def ok(self) -> bool:
@@ -137,7 +140,7 @@ def resume_options(root: Path, journal: Path | None, plan: str | None, **overrid
     kw: dict[str, Any] = {
         "plan_file": Path(o["plan_file"]), "wave": int(o["wave"]), "systems": tuple(o.get("systems") or ()),
         "concurrency": int(o.get("concurrency", 4)), "manual_cutover": bool(o.get("manual_cutover")),
-        **_recorded(o), "journal": journal, "command": "resume"}
+        "allow_stale_plan": bool(o.get("allow_stale_plan")), **_recorded(o), "journal": journal, "command": "resume"}
     kw.update({k: v for k, v in override.items() if v is not None})
     return MigrateOptions(**kw)
 
