@@ -159,7 +159,7 @@ class ProcessRegistry:
                 except ProcessLookupError:
                     pass
 
-    def orphans(self, marker: str) -> list[int]:
+    def orphans(self, marker: str, env_marker: str | None = None) -> list[int]:
         """Live processes left behind by recorded ones that died (a SIGKILL reaches one process, not its
         group): in the dead one's process group or session (each recorded process leads both), started
         after it, with ``marker`` (e.g. the devcloud home) in their command line. ``stop`` cannot reach
@@ -168,6 +168,11 @@ class ProcessRegistry:
         A group or session number stays allocated while a member lives, so the kernel never gives it
         to a new process meanwhile; a recorded PID that now names another process (PID reuse) means
         our group was empty: such a leader is skipped, its number's group is the new process's.
+
+        With ``env_marker``, also a daemon one of them spawned (its own session, parent init, so in
+        no group of ours): started after the earliest dead one, with ``env_marker`` in its inherited
+        environment. RabbitMQ's Erlang VM starts ``epmd -daemon`` when the epmd it was given dies;
+        that epmd then holds the port the next ``up`` needs.
         """
         dead: dict[int, int] = {}
         for name in self.names():
@@ -185,11 +190,14 @@ class ProcessRegistry:
                 f = (d / "stat").read_text().rsplit(")", 1)[1].split()
             except (OSError, IndexError):
                 continue
-            leader = int(f[2]) if int(f[2]) in dead else int(f[3]) if int(f[3]) in dead else None
-            if leader is None or int(f[19]) < dead[leader] or f[0] == "Z":
+            if f[0] == "Z":
                 continue
-            cmd = cmdline(int(d.name))
-            if cmd is not None and marker in cmd:
+            leader = int(f[2]) if int(f[2]) in dead else int(f[3]) if int(f[3]) in dead else None
+            if leader is not None and int(f[19]) >= dead[leader]:
+                cmd = cmdline(int(d.name))
+                if cmd is not None and marker in cmd:
+                    out.append(int(d.name))
+            elif env_marker and f[1] == "1" and int(f[19]) >= min(dead.values()) and env_marker in _environ(d):
                 out.append(int(d.name))
         return sorted(out)
 
@@ -244,6 +252,14 @@ def wait_for(predicate: Callable[[], bool], *, timeout: float, interval: float =
         if time.monotonic() >= deadline:
             raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")
         time.sleep(interval)
+
+
+def _environ(proc: Path) -> str:
+    """A process's environment as one string ("" when it cannot be read)."""
+    try:
+        return (proc / "environ").read_bytes().replace(b"\0", b"\n").decode(errors="replace")
+    except OSError:
+        return ""
 
 
 def cmdline(pid: int) -> str | None:

@@ -6,6 +6,7 @@ import contextlib
 import fcntl
 import http.client
 import os
+import re
 import socket
 import subprocess
 import time
@@ -146,7 +147,18 @@ def _ports() -> list[int]:
 def _check_ports_free() -> None:
     busy = [p for p in _ports() if tcp_open(p, timeout=0.3)]
     if busy:
-        raise DevcloudError(f"127.0.0.1 port(s) {busy} already in use by processes devcloud did not start; stop them first")
+        raise DevcloudError(f"127.0.0.1 port(s) {busy} already in use by processes devcloud did not start "
+                            f"({_listeners(busy)}); stop them first (by PID)")
+
+
+def _listeners(ports: list[int]) -> str:
+    """``4369: epmd pid 123`` for each busy port, as ``ss`` names the listening process."""
+    out = []
+    for port in ports:
+        r = subprocess.run(["ss", "-Htlnp", f"sport = :{port}"], capture_output=True, text=True, check=False)
+        who = sorted(set(re.findall(r'\("([^"]+)",pid=(\d+)', r.stdout)))
+        out.append(f"{port}: " + (", ".join(f"{name} pid {pid}" for name, pid in who) or "unknown"))
+    return "; ".join(out)
 
 
 def _wait_apis(lay: CloudLayout, svcs: list[services.Service], timeout: float) -> None:
@@ -204,7 +216,7 @@ def survey(lay: CloudLayout, report: StatusReport) -> stale.CloudFacts:
     names = reg.names()
     return stale.CloudFacts(
         recorded=tuple(names), alive=tuple(n for n in names if reg.alive(n)), ready_marker=lay.ready_marker.exists(),
-        ready=report.ready, orphans=len(reg.orphans(str(lay.paths.home))),
+        ready=report.ready, orphans=len(reg.orphans(str(lay.paths.home), str(lay.state))),
     )
 
 
@@ -302,7 +314,7 @@ def _stop_all(lay: CloudLayout, graceful: bool = True) -> list[str]:
     """
     reg = lay.registry()
     names = reg.names()
-    orphans = reg.orphans(str(lay.paths.home))  # children of a process a SIGKILL took alone (uwsgi workers ...)
+    orphans = reg.orphans(str(lay.paths.home), str(lay.state))  # what a SIGKILL left: uwsgi workers, epmd ...
     lay.ready_marker.unlink(missing_ok=True)  # first: the lab's watcher then knows this cloud's servers are gone
     infra = [n for n, _ in INFRA]
     reg.stop_many([n for n in names if n not in infra], timeout=15 if graceful else 3)
