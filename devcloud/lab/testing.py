@@ -74,40 +74,6 @@ def lab_session(paths: DevcloudPaths | None = None, hosts_per_site: int = 1) -> 
             lb.down()
 
 
-@contextlib.contextmanager
-def dns_session(lab: Lab) -> Iterator[Any]:
-    """The lab's name servers for a test module (a ``devcloud.lab.dns.LabDns``): reused when they run
-    (left running), else started, from nothing or over what a killed run left, and then stopped with
-    their hosts at the end (``dns.last_up.owned``)."""
-    from devcloud.lab.dns import LabDns
-
-    dns = LabDns(lab)
-    try:
-        dns.up(say=say_stale)
-        yield dns
-    finally:
-        if dns.last_up is not None and dns.last_up.owned:  # also when `up` failed half-way
-            dns.down(purge=True)
-
-
-@contextlib.contextmanager
-def pg_session(lab: Lab) -> Iterator[Any]:
-    """The lab's PostgreSQL cluster for a test module (a ``devcloud.lab.pg.LabPostgres``), the same way:
-    a running cluster is reused and left; one this call built (fresh, or over a killed one) is stopped,
-    purged and its member hosts removed at the end."""
-    from devcloud.lab.pg import MEMBERS, LabPostgres
-
-    pg = LabPostgres(lab)
-    try:
-        pg.up(say=say_stale)
-        yield pg
-    finally:
-        if pg.last_up is not None and pg.last_up.owned:  # also when `up` failed half-way
-            pg.down(purge=True)
-            for m in MEMBERS:
-                lab.remove_host(m.host)
-
-
 def cloud_available(paths: DevcloudPaths | None = None, timeout: float = 2.0) -> bool:
     """clouds.yaml written and Keystone answering on 127.0.0.1:5000 (the cloud helper's devcloud)."""
     p = paths or DevcloudPaths.from_env()
