@@ -14,6 +14,7 @@ from typing import Any
 from govcloud.errors import Diagnostic, Location
 from govcloud.inventory.db_checks import check_host_databases
 from govcloud.inventory.dns_checks import check_dns
+from govcloud.inventory.service_checks import check_system_services
 from govcloud.inventory.yamlio import PathElem, YamlDocument, format_path
 
 _HOSTNAME = re.compile(r"^(?=.{1,253}$)([a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?)(\.[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?)*$")
@@ -165,6 +166,7 @@ def check_departments(topology: YamlDocument | None, departments: list[YamlDocum
                 else:
                     endpoints[ep] = _Defined(doc, (*hpath, "address"))
                 f.items.extend(check_host_databases(doc, hpath, host))
+            f.items.extend(check_system_services(doc, ("systems", i), system))
     known = sorted(systems)
     for doc in departments:
         for i, system in enumerate(doc.data["systems"]):

@@ -16,11 +16,34 @@ from typing import Any
 from govcloud.errors import Diagnostic, InventoryError, Location
 from govcloud.inventory.checks import check_departments, check_topology
 from govcloud.inventory.schema import schema_diagnostics
-from govcloud.inventory.yamlio import YamlDocument, parse_yaml
+from govcloud.inventory.service_loader import (
+    build_hooks,
+    build_images,
+    build_os,
+    build_ready_check,
+    build_services,
+)
+from govcloud.inventory.yamlio import PathElem, YamlDocument, parse_yaml
 from govcloud.model import (
-    DEFAULT_DB_PORT, DEFAULT_DNS_TTL, Database, DbEngine, Department, DnsConfig, DnsServer, Host, Inventory, Placement, Region, RegionRole, ReplicationLink,
-    Resources, Site, System, Tier,
-    Topology, Window,
+    DEFAULT_DB_PORT,
+    DEFAULT_DNS_TTL,
+    Database,
+    DbEngine,
+    Department,
+    DnsConfig,
+    DnsServer,
+    Host,
+    Inventory,
+    Placement,
+    Region,
+    RegionRole,
+    ReplicationLink,
+    Resources,
+    Site,
+    System,
+    Tier,
+    Topology,
+    Window,
 )
 
 INVENTORY_DIR = "inventories"
@@ -185,7 +208,8 @@ def build_inventory(topology: YamlDocument, departments: list[YamlDocument], dig
     for rname in sorted(t["regions"]):
         r = t["regions"][rname]
         regions.append(Region(rname, RegionRole(r["role"]), r["openstack"]["cloud"], r["openstack"]["region_name"],
-                              tuple(sorted(r["sites"])), r.get("network_pool")))
+                              tuple(sorted(r["sites"])), r.get("network_pool"), build_images(r),
+                              topology.locate(("regions", rname), key=True)))
         for sname in sorted(r["sites"]):
             s = r["sites"][sname]
             sites.append(Site(sname, rname, s["availability_zone"], _resources(s["capacity"])))
@@ -199,20 +223,26 @@ def build_inventory(topology: YamlDocument, departments: list[YamlDocument], dig
         ids = []
         for i, s in enumerate(doc.data["systems"]):
             w = s["window"]
-            hosts = tuple(Host(h["name"], h["address"], int(h.get("port", 22)), h.get("user", "root"), h.get("role", "app"),
-                               tuple(h.get("data", [])), _databases(h)) for h in s.get("hosts", []))
+            hosts = tuple(_host(doc, ("systems", i, "hosts", j), h) for j, h in enumerate(s.get("hosts", [])))
             systems.append(System(
                 id=s["id"], name=s["name"], department=dept["id"], classification=int(s["classification"]),
                 tier=Tier(s["tier"]), rto_minutes=int(s["rto_minutes"]), rpo_minutes=int(s["rpo_minutes"]),
                 depends_on=tuple(dict.fromkeys(s.get("depends_on", []))),
                 window=Window(tuple(w["days"]), w["start"], w["end"]), placement=Placement(s["placement"]),
                 resources=_resources(s["resources"]), hosts=hosts, owner=s.get("owner"), source=doc.locate(("systems", i)),
-                dns_ttl=s.get("dns_ttl"),
+                dns_ttl=s.get("dns_ttl"), hooks=build_hooks(doc, ("systems", i), s), ready_check=build_ready_check(s),
+                ansible_role=s.get("ansible_role"),
             ))
             ids.append(s["id"])
         depts.append(Department(dept["id"], dept["name"], tuple(ids), doc.locate(("department",))))
     return Inventory(topo, tuple(sorted(depts, key=lambda d: d.id)), tuple(sorted(systems, key=lambda s: s.id)),
                      digest, warnings)
+
+
+def _host(doc: YamlDocument, hpath: tuple[PathElem, ...], h: dict[str, Any]) -> Host:
+    return Host(h["name"], h["address"], int(h.get("port", 22)), h.get("user", "root"), h.get("role", "app"),
+                tuple(h.get("data", [])), _databases(h), build_os(doc, hpath, h), build_services(doc, hpath, h),
+                doc.locate(hpath))
 
 
 def _databases(host: dict[str, Any]) -> tuple[Database, ...]:

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import difflib
 import json
+import re
+from collections.abc import Callable
 from functools import cache
 from importlib import resources
-from typing import Any, Callable
+from typing import Any
 
 from govcloud.errors import Diagnostic
 from govcloud.inventory.yamlio import PathElem, YamlDocument, format_path
@@ -38,7 +40,7 @@ def _is_valid_fast(name: str, data: Any) -> bool:
         _fast_validator(name)(data)
     except fastjsonschema.JsonSchemaException:
         return False
-    except Exception:  # non-JSON values (dates, sets) may trip the compiled code: take the slow path
+    except Exception:  # noqa: BLE001  (non-JSON values, dates, sets, may trip the compiled code: take the slow path)
         return False
     return True
 
@@ -62,6 +64,34 @@ _PATTERN_HINTS = {
     "^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\\.)+$": (
         "an absolute zone name in lowercase, ending with a dot", "e.g. zone: svc.gdgov.internal. (mind the final dot)"),
     "^[0-9a-fA-F:.]+$": ("an IPv4 or IPv6 address", "e.g. address: 10.240.1.53"),
+    "^[a-z0-9][a-z0-9_.@-]{0,62}$": ("a name of lowercase letters, digits, '_', '.', '@' and '-'", "e.g. tomcat"),
+    "^[a-z][a-z0-9_-]{0,31}$": ("an OS family: the distribution's name in lowercase",
+                                "e.g. debian, ubuntu, rocky, openeuler, kylin"),
+    "^[0-9A-Za-z][0-9A-Za-z._-]{0,31}$": ("an OS version such as 12 or 22.04", 'quote versions: version: "12"'),
+    "^[A-Za-z0-9][A-Za-z0-9.+_:~-]{0,127}$": ("a package name as the OS package manager spells it",
+                                              "e.g. nginx, tomcat9, openjdk-17-jre-headless"),
+    "^[a-z0-9][a-z0-9_.@-]{0,62}/[a-z0-9][a-z0-9_.@-]{0,62}$": (
+        "<service>/<check>", "name a declared health check, e.g. ready_check: tomcat/http"),
+    "^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$": ("an Ansible role name", "e.g. ansible_role: hrss_si_app"),
+}
+#: per field (the last one or two keys of the path), where one pattern serves fields that need different words
+_FIELD_HINTS = {
+    "directories.path": ("an absolute path", "service directories start with '/', e.g. /opt/tomcat"),
+    "runtime": ("an absolute path", "runtime files are named by absolute path, e.g. /run/tomcat.pid"),
+    "http.path": ("an HTTP path starting with '/'", "e.g. path: /health"),
+    "services.name": ("a service name of lowercase letters, digits, '_', '.', '@' and '-'", "e.g. tomcat or nginx"),
+    "checks.name": ("a check name of lowercase letters, digits, '_', '.', '@' and '-'", "e.g. http or ready"),
+}
+_UNIT_CHARS = re.compile(r"[^A-Za-z0-9:_.@-]+")
+_UNIT_SUFFIXES = (".service", ".socket", ".target")
+#: ``oneOf`` of single required keys: (what the object is, what it lacks, how to add it)
+_ONE_OF = {
+    frozenset({"systemd", "commands"}): (
+        "service", "control",
+        "add 'systemd: <unit>' (e.g. systemd: tomcat.service) or 'commands: {start: ..., stop: ...}'"),
+    frozenset({"http", "tcp", "command"}): (
+        "health check", "probe", ("add one of 'http: {port: 8080, path: /health}', 'tcp: {port: ...}' or "
+                                  "'command: {run: ...}'")),
 }
 
 
@@ -116,12 +146,21 @@ def _explain(doc: YamlDocument, err: Any) -> list[Diagnostic]:
         if isinstance(raw, str) and ":" in raw and isinstance(inst, int):
             msg = f"expected {expected_s}, got {raw} (YAML 1.1 reads unquoted {raw} as the number {inst})"
             hint = f'quote it: "{raw}"'
+        elif expected == "string" and isinstance(raw, str) and isinstance(inst, (int, float)) \
+                and not isinstance(inst, bool):
+            if raw != str(inst):
+                msg += f" (YAML reads unquoted {raw} as {inst})"
+            hint = f'quote it: "{raw}"'
     elif kw == "pattern":
-        expected_s, hint = _PATTERN_HINTS.get(err.validator_value, (f"text matching {err.validator_value}", ""))
-        msg = f"expected {expected_s}, got {inst!r}"
-    elif kw in ("minimum", "maximum"):
-        bound = "at least" if kw == "minimum" else "at most"
+        msg, hint = _pattern(path, err.validator_value, inst)
+    elif kw in ("minimum", "maximum", "exclusiveMinimum"):
+        bound = {"minimum": "at least", "maximum": "at most", "exclusiveMinimum": "more than"}[kw]
         msg = f"must be {bound} {err.validator_value}, got {inst!r}"
+        if path and str(path[-1]).endswith("_s"):
+            hint = "a duration in seconds, more than 0 and at most 86400 (a day)"
+    elif kw == "oneOf" and frozenset(_one_of_keys(err.validator_value)) in _ONE_OF:
+        # not a mapping: its type error says so; "valid under each of {'required': ...}" would only confuse
+        return [_one_of(doc, path, inst, _one_of_keys(err.validator_value))] if isinstance(inst, dict) else []
     elif kw == "minItems":
         msg = f"must list at least {err.validator_value} item(s)"
     elif kw == "minLength":
@@ -134,6 +173,55 @@ def _explain(doc: YamlDocument, err: Any) -> list[Diagnostic]:
     else:
         msg = err.message
     return [Diagnostic(doc.locate(path), format_path(path), msg, hint)]
+
+
+def _pattern(path: tuple[PathElem, ...], pattern: str, value: Any) -> tuple[str, str]:
+    """(message, hint) for a value that does not match ``pattern``, in the words of its field."""
+    if path and path[-1] == "systemd" and isinstance(value, str):
+        return _unit_problem(value)
+    names = [p for p in path if isinstance(p, str)]
+    words = _FIELD_HINTS.get(".".join(names[-2:])) or _FIELD_HINTS.get(names[-1] if names else "")
+    expected_s, hint = words or _PATTERN_HINTS.get(pattern, (f"text matching {pattern}", ""))
+    return f"expected {expected_s}, got {value!r}", hint
+
+
+def _unit_problem(unit: str) -> tuple[str, str]:
+    """Say what is wrong with a systemd unit name, and what it probably should be."""
+    fixed = _UNIT_CHARS.sub("-", unit.strip()).strip("-") or "my-app"
+    if not fixed.endswith(_UNIT_SUFFIXES):
+        fixed += ".service"
+    if any(ch.isspace() for ch in unit):
+        return f"systemd unit {unit!r} has a space", f"name the unit as systemctl shows it, e.g. {fixed}"
+    if not unit.endswith(_UNIT_SUFFIXES):
+        return (f"systemd unit {unit!r} lacks its type suffix (.service, .socket or .target)",
+                f"name the unit as systemctl shows it, e.g. {fixed}")
+    return (f"systemd unit {unit!r} has a character systemd does not allow in a unit name",
+            f"unit names use letters, digits and ':', '_', '.', '@', '-', e.g. {fixed}")
+
+
+def _one_of_keys(alternatives: Any) -> tuple[str, ...]:
+    """The keys of a ``oneOf`` whose every branch only requires one key, in schema order (else none)."""
+    keys: list[str] = []
+    for branch in alternatives if isinstance(alternatives, list) else []:
+        required = branch.get("required") if isinstance(branch, dict) and set(branch) == {"required"} else None
+        if not isinstance(required, list) or len(required) != 1:
+            return ()
+        keys.append(required[0])
+    return tuple(keys)
+
+
+def _one_of(doc: YamlDocument, path: tuple[PathElem, ...], inst: dict[str, Any], keys: tuple[str, ...]) -> Diagnostic:
+    """A service without a control (or with two), a health check without a probe (or with two)."""
+    subject, part, fix = _ONE_OF[frozenset(keys)]
+    name = f"{subject} '{inst['name']}'" if isinstance(inst.get("name"), str) else subject
+    present = [k for k in inst if k in keys]
+    if not present:
+        listed = ", ".join(f"'{k}'" for k in keys[:-1]) + f" or '{keys[-1]}'"
+        return Diagnostic(doc.locate(path), format_path(path), f"{name} has no {part}: it needs {listed}", fix)
+    both = " and ".join(f"'{k}'" for k in present)
+    second = (*path, present[1])
+    return Diagnostic(doc.locate(second, key=True), format_path(second), f"{name} has {both}: it takes exactly one "
+                      f"{part}", f"keep the {part} that runs it in production and remove the other")
 
 
 def _enum_subject(path: tuple[PathElem, ...]) -> str:

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 
 from govcloud.errors import Location
+from govcloud.model.services import CheckRef, Hook, HookPoint, OsImage, OsSpec, Service
 
 DAYS: tuple[str, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
@@ -97,6 +98,12 @@ class Region:
     region_name: str
     sites: tuple[str, ...]
     network_pool: str | None = None
+    images: tuple[OsImage, ...] = ()  # the Glance image per OS (there is no default image)
+    source: Location = field(default=Location("topology.yaml"), compare=False)
+
+    def image_for(self, os: OsSpec) -> str | None:
+        """The image a target of ``os`` boots in this region, or None when the topology maps none."""
+        return next((i.image for i in self.images if i.serves(os)), None)
 
 
 @dataclass(frozen=True)
@@ -132,7 +139,7 @@ class DnsConfig:
     zone: str
     servers: tuple[DnsServer, ...]
     default_ttl: int = DEFAULT_DNS_TTL
-    source: Location = Location("topology.yaml")
+    source: Location = field(default=Location("topology.yaml"))
 
     def server(self, site: str) -> DnsServer:
         for srv in self.servers:
@@ -152,7 +159,7 @@ class Topology:
     sites: tuple[Site, ...]
     replication: tuple[ReplicationLink, ...]
     ops_cidrs: tuple[str, ...] = ()
-    source: Location = Location("topology.yaml")
+    source: Location = field(default=Location("topology.yaml"))
     dns: DnsConfig | None = None
 
     def site(self, name: str) -> Site:
@@ -174,6 +181,10 @@ class Topology:
     @property
     def backup_region(self) -> Region | None:
         return next((r for r in self.regions if r.role is RegionRole.BACKUP), None)
+
+    def image_for(self, region: str, os: OsSpec) -> str | None:
+        """The Glance image for ``os`` in ``region`` (None when none is mapped; KeyError: no such region)."""
+        return self.region(region).image_for(os)
 
     def sites_of(self, region: str) -> tuple[Site, ...]:
         return tuple(s for s in self.sites if s.region == region)
@@ -224,6 +235,12 @@ class Host:
     role: str = "app"
     data: tuple[str, ...] = ()
     databases: tuple[Database, ...] = ()
+    os: OsSpec | None = None  # as declared; the legacy host's facts may fill it in at preflight
+    services: tuple[Service, ...] = ()
+    source: Location = field(default=Location("?"), compare=False)
+
+    def service(self, name: str) -> Service | None:
+        return next((s for s in self.services if s.name == name), None)
 
 
 @dataclass(frozen=True)
@@ -243,11 +260,25 @@ class System:
     resources: Resources
     hosts: tuple[Host, ...]
     owner: str | None = None
-    source: Location = Location("?")
+    source: Location = field(default=Location("?"))
     dns_ttl: int | None = None  # overrides the zone's default TTL for this system's name
+    hooks: tuple[Hook, ...] = ()  # in inventory order within each point
+    ready_check: CheckRef | None = None
+    ansible_role: str | None = None  # applied to the system's targets after the baseline role
+
+    def hooks_at(self, point: HookPoint) -> tuple[Hook, ...]:
+        return tuple(h for h in self.hooks if h.point is point)
+
+    def host(self, name: str) -> Host | None:
+        return next((h for h in self.hosts if h.name == name), None)
 
     def ttl_in(self, dns: DnsConfig) -> int:
         return self.dns_ttl if self.dns_ttl is not None else dns.default_ttl
+
+
+def image_for(topology: Topology, region: str, os: OsSpec) -> str | None:
+    """The Glance image a target of ``os`` boots in ``region``, or None: govcloud has no stand-in image."""
+    return topology.image_for(region, os)
 
 
 @dataclass(frozen=True)
@@ -255,7 +286,7 @@ class Department:
     id: str
     name: str
     systems: tuple[str, ...]
-    source: Location = Location("?")
+    source: Location = field(default=Location("?"))
 
 
 @dataclass(frozen=True)
