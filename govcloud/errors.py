@@ -219,14 +219,16 @@ class MigrationError(RuntimeFailure):
 
 
 class PreflightError(RuntimeFailure):
-    """The pre-flight checks found problems; lists every one (host or file, what, how to fix). Nothing was provisioned."""
+    """The pre-flight checks found problems; nothing was provisioned. Every problem is a diagnostic, as
+    input errors are: where (the inventory entry of the host or system, or the file at fault), which
+    system (its ``path``), what, and how to fix it (its ``hint``)."""
 
-    def __init__(self, message: str, *, hint: str = "", problems: tuple[str, ...] = ()) -> None:
+    def __init__(self, message: str, *, hint: str = "", diagnostics: tuple[Diagnostic, ...] = ()) -> None:
         super().__init__(message, hint=hint)
-        self.problems = problems
+        self.diagnostics = diagnostics
 
     def render(self) -> str:
-        return "\n".join([*(f"error: {p}" for p in self.problems), super().render()])
+        return "\n".join([*(d.render() for d in self.diagnostics), super().render()])
 
 
 class OutsideWindowError(RefusedError):

@@ -19,7 +19,7 @@ from pathlib import Path
 import paramiko
 
 from govcloud.adapters import ssh
-from govcloud.adapters.ssh import (
+from govcloud.adapters.ports import (
     CommandResult,
     Endpoint,
     Manifest,

@@ -24,7 +24,6 @@ import contextlib
 import getpass
 import json
 import os
-import socket
 import sqlite3
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
@@ -82,7 +81,14 @@ def default_actor() -> str:
         user = getpass.getuser()
     except (KeyError, OSError):
         user = str(os.getuid())
-    return f"{user}@{socket.gethostname()}"
+    return f"{user}@{this_host()}"
+
+
+def this_host() -> str:
+    """The host name runs and wave locks are recorded under: the kernel's node name (what
+    ``gethostname`` returns), read without the socket module, which the engine may not reach, and
+    the same value the driver compares a crashed run's host with."""
+    return os.uname().nodename
 
 
 class Journal:
@@ -378,7 +384,7 @@ class Journal:
         with self._tx() as db:
             db.execute("INSERT INTO runs (id, plan, wave, command, status, actor, pid, host, started_at) "
                        "VALUES (?, ?, ?, ?, 'running', ?, ?, ?, ?)",
-                       (run_id, plan, wave, command, self.actor, os.getpid(), socket.gethostname(), now()))
+                       (run_id, plan, wave, command, self.actor, os.getpid(), this_host(), now()))
             if options is not None:  # kept as a run-level fact (system "") so `resume` can repeat them
                 db.execute("INSERT INTO facts (run_id, plan, system, step, key, value, at) VALUES (?, ?, '', 'run', "
                            "'run_options', ?, ?)", (run_id, plan, _dumps(dict(options)), now()))
@@ -511,7 +517,7 @@ class Journal:
         """Take the wave's lock for ``run_id`` (this process). A live holder -> WaveLockedError naming it; a
         holder whose process is gone from this host is taken over (audited); a holder on another host
         only with ``steal``."""
-        me = LockHolder(plan=plan, wave=wave, run_id=run_id, pid=os.getpid(), host=socket.gethostname(),
+        me = LockHolder(plan=plan, wave=wave, run_id=run_id, pid=os.getpid(), host=this_host(),
                         user=self.actor.split("@", 1)[0], started_at=now(), pid_starttime=process_starttime(os.getpid()))
         refused: LockHolder | None = None
         with self._tx() as db:

@@ -5,6 +5,9 @@ this module implement them against the real things (OpenStack through openstacks
 paramiko and rsync, health over HTTP, service names in the DNS zone, Ansible), and unit tests replace them with
 in-memory fakes. What crosses a port is frozen data, never an SDK object: a fake cannot forget a
 field the engine reads, and the engine cannot reach into a library through a value it was handed.
+
+The values live here, not in the adapter that makes them, so that this module imports no adapter: the
+engine, its fakes and every adapter depend on the ports, never the ports on one implementation of them.
 """
 
 from __future__ import annotations
@@ -12,16 +15,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Protocol
 
-from govcloud.adapters.ssh import (
-    CommandResult,
-    Endpoint,
-    Manifest,
-    MigrationKey,
-    RsyncSpec,
-    RsyncStats,
-)
 from govcloud.migrate.zones import (
     BootRequest,
     FlavorRef,
@@ -30,6 +26,98 @@ from govcloud.migrate.zones import (
     ServerInfo,
     SiteCapacity,
 )
+
+# ------------------------------------------------------------------ values that cross the ports
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """How the controller reaches a host: address, user, port, key and the known_hosts to trust."""
+
+    address: str
+    known_hosts: Path
+    key_file: Path | None = None
+    user: str = "root"
+    port: int = 22
+    name: str = ""  # for messages (inventory host name)
+
+    @property
+    def label(self) -> str:
+        return f"{self.name} ({self.address})" if self.name and self.name != self.address else self.address
+
+    @property
+    def known_hosts_entry(self) -> str:
+        return self.address if self.port == 22 else f"[{self.address}]:{self.port}"
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    """What a command on a host did (``command`` as shown: key material is masked)."""
+
+    command: str
+    status: int
+    stdout: str
+    stderr: str
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """One sha256 over the sorted ``sha256sum`` lines of every regular file of a tree (relative paths)."""
+
+    path: str
+    digest: str
+    files: int
+    hashed_files: int = 0  # files this run read (the others came from the host's hash cache)
+    hashed_bytes: int = 0
+
+
+@dataclass(frozen=True)
+class RsyncSpec:
+    """An rsync run ON the legacy host, pushing ``source_path`` to ``dest_user@dest_host:dest_path``."""
+
+    source_path: str
+    dest_host: str  # the target's address as the legacy host reaches it
+    dest_path: str
+    identity: str  # per-migration private key, on the legacy host
+    known_hosts: str  # on the legacy host, holding only the target's key
+    dest_user: str = "root"
+    dest_port: int = 22
+    make_dest: bool = True  # create dest_path's parents on the target (older rsync has no --mkpath)
+    bwlimit_kib: int | None = None
+    # compare contents, not size+mtime: for the pass after a manifest mismatch (a file rewritten with the
+    # same size within the mtime granularity of the last sync is otherwise skipped by rsync's quick check)
+    checksum: bool = False
+    excludes: tuple[str, ...] = ()  # rsync --exclude patterns (e.g. the app's pid and log files)
+
+
+@dataclass(frozen=True)
+class RsyncStats:
+    """What one rsync moved, from its ``--stats`` block."""
+
+    files: int  # entries considered (files, dirs, links)
+    files_transferred: int  # regular files whose data was (re)sent
+    total_size: int  # bytes in the source tree
+    transferred_size: int  # bytes of the files that changed
+    literal_data: int  # bytes sent as data (the delta)
+    matched_data: int  # bytes the target already had
+    bytes_sent: int  # on the wire, from the source
+    bytes_received: int
+
+
+@dataclass(frozen=True)
+class MigrationKey:
+    """A per-migration transfer key: where its halves are, so it can be revoked by content later."""
+
+    mig_id: str
+    private_path: str  # on the source
+    public_key: str  # "ssh-ed25519 AAAA... govcloud-mig-<id>"
+    known_hosts_path: str  # on the source: the target's host key only
+    authorized_line: str  # what the target's authorized_keys got
+
+    @property
+    def key_body(self) -> str:
+        return self.public_key.split()[1]
+
 
 @dataclass(frozen=True)
 class ServiceEndpoint:

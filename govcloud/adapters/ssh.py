@@ -34,6 +34,15 @@ from typing import NoReturn, Self
 
 import paramiko
 
+# the values are the ports' (this module is one implementation of them); older callers still import them from here
+from govcloud.adapters.ports import (
+    CommandResult,
+    Endpoint,
+    Manifest,
+    MigrationKey,
+    RsyncSpec,
+    RsyncStats,
+)
 from govcloud.errors import HostKeyError, SSHError
 
 log = logging.getLogger(__name__)
@@ -43,34 +52,6 @@ RSYNC_PARTIAL_OK = 24  # "some files vanished before they could be transferred":
 
 
 # ------------------------------------------------------------------ connections
-
-@dataclass(frozen=True)
-class Endpoint:
-    """How the controller reaches a host: address, user, port, key and the known_hosts to trust."""
-
-    address: str
-    known_hosts: Path
-    key_file: Path | None = None
-    user: str = "root"
-    port: int = 22
-    name: str = ""  # for messages (inventory host name)
-
-    @property
-    def label(self) -> str:
-        return f"{self.name} ({self.address})" if self.name and self.name != self.address else self.address
-
-    @property
-    def known_hosts_entry(self) -> str:
-        return self.address if self.port == 22 else f"[{self.address}]:{self.port}"
-
-
-@dataclass(frozen=True)
-class CommandResult:
-    command: str
-    status: int
-    stdout: str
-    stderr: str
-
 
 def fingerprint(key: paramiko.PKey) -> str:
     """OpenSSH-style fingerprint: ``ssh-ed25519 SHA256:...`` (what ``ssh-keygen -lf`` prints)."""
@@ -286,17 +267,6 @@ class PathSize:
     files: int
 
 
-@dataclass(frozen=True)
-class Manifest:
-    """One sha256 over the sorted ``sha256sum`` lines of every regular file of a tree (relative paths)."""
-
-    path: str
-    digest: str
-    files: int
-    hashed_files: int = 0  # files this run read (the others came from the host's hash cache)
-    hashed_bytes: int = 0
-
-
 def measure_command(path: str) -> str:
     q = shlex.quote(path)
     return f"test -d {q} && du -sb -- {q} | cut -f1 && find {q} -type f | wc -l"
@@ -382,25 +352,6 @@ def incremental_manifest(session: SSHSession, path: str, *, cache_dir: str | Non
 
 # ------------------------------------------------------------------ rsync (pure builder + stats)
 
-@dataclass(frozen=True)
-class RsyncSpec:
-    """An rsync run ON the legacy host, pushing ``source_path`` to ``dest_user@dest_host:dest_path``."""
-
-    source_path: str
-    dest_host: str  # the target's address as the legacy host reaches it
-    dest_path: str
-    identity: str  # per-migration private key, on the legacy host
-    known_hosts: str  # on the legacy host, holding only the target's key
-    dest_user: str = "root"
-    dest_port: int = 22
-    make_dest: bool = True  # create dest_path's parents on the target (older rsync has no --mkpath)
-    bwlimit_kib: int | None = None
-    # compare contents, not size+mtime: for the pass after a manifest mismatch (a file rewritten with the
-    # same size within the mtime granularity of the last sync is otherwise skipped by rsync's quick check)
-    checksum: bool = False
-    excludes: tuple[str, ...] = ()  # rsync --exclude patterns (e.g. the app's pid and log files)
-
-
 def rsync_ssh_command(spec: RsyncSpec) -> str:
     return shlex.join(["ssh", "-i", spec.identity, "-o", "StrictHostKeyChecking=yes",
                        "-o", f"UserKnownHostsFile={spec.known_hosts}", "-o", "GlobalKnownHostsFile=/dev/null",
@@ -424,18 +375,6 @@ def rsync_argv(spec: RsyncSpec) -> list[str]:
 def rsync_command(spec: RsyncSpec) -> str:
     """The shell line run on the legacy host (C locale so ``--stats`` numbers parse the same everywhere)."""
     return "LC_ALL=C " + shlex.join(rsync_argv(spec))
-
-
-@dataclass(frozen=True)
-class RsyncStats:
-    files: int  # entries considered (files, dirs, links)
-    files_transferred: int  # regular files whose data was (re)sent
-    total_size: int  # bytes in the source tree
-    transferred_size: int  # bytes of the files that changed
-    literal_data: int  # bytes sent as data (the delta)
-    matched_data: int  # bytes the target already had
-    bytes_sent: int  # on the wire, from the source
-    bytes_received: int
 
 
 _STATS = {
@@ -476,19 +415,6 @@ def push(source: SSHSession, spec: RsyncSpec, *, timeout: float = 24 * 3600.0) -
 
 
 # ------------------------------------------------------------------ per-migration key
-
-@dataclass(frozen=True)
-class MigrationKey:
-    mig_id: str
-    private_path: str  # on the source
-    public_key: str  # "ssh-ed25519 AAAA... govcloud-mig-<id>"
-    known_hosts_path: str  # on the source: the target's host key only
-    authorized_line: str  # what the target's authorized_keys got
-
-    @property
-    def key_body(self) -> str:
-        return self.public_key.split()[1]
-
 
 def _check_mig_id(mig_id: str) -> str:
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", mig_id):

@@ -7,8 +7,11 @@ existed resumes unchanged.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, fields
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, fields
+from typing import ClassVar
+
+FactReader = Callable[[str], object]  # a system's latest fact by key (None: never recorded)
 
 
 @dataclass(frozen=True)
@@ -83,3 +86,49 @@ class TransferKeyRef:
 def transfer_keys_for(targets: Sequence[Target]) -> tuple[TransferKeyRef, ...]:
     """One key per target (named after the target, at most 64 characters: ssh-keygen comment rules)."""
     return tuple(TransferKeyRef(t.name[:64], t.ip, t.name, t.legacy_host) for t in targets)
+
+
+@dataclass(frozen=True)
+class SyncedManifests:
+    """The composite manifests the last sync recorded (facts ``source_manifest`` / ``target_manifest``):
+    the next warm sync skips when they prove the targets current, the cutover's final pass decides
+    from them, and verify compares the targets against the source's. Empty: never recorded."""
+
+    source: str = ""
+    target: str = ""  # ``differs:<digest>`` when the sites' targets differ
+
+    def to_facts(self) -> dict[str, str]:
+        return {"source_manifest": self.source, "target_manifest": self.target}
+
+    @classmethod
+    def from_facts(cls, read: FactReader) -> SyncedManifests:
+        return cls(source=_text(read("source_manifest")), target=_text(read("target_manifest")))
+
+
+@dataclass(frozen=True)
+class TargetStarts:
+    """The exit status of each target's app start at the last cutover (fact ``target_start``, target
+    name -> status): verify fails at once on a start its control reported failed, without waiting
+    out the health deadline."""
+
+    KEY: ClassVar[str] = "target_start"
+
+    status: Mapping[str, int] = field(default_factory=dict)
+
+    def to_fact(self) -> dict[str, int]:
+        return dict(self.status)
+
+    @classmethod
+    def from_fact(cls, value: object) -> TargetStarts:
+        """Empty when absent or malformed (a cutover that did not reach the starts)."""
+        if not isinstance(value, Mapping):
+            return cls()
+        return cls({str(k): int(v) for k, v in value.items() if isinstance(v, (int, float))})
+
+    def exit_status(self, target: str) -> int:
+        """0 (no failure known) for a target whose start was not recorded."""
+        return int(self.status.get(target, 0))
+
+
+def _text(value: object) -> str:
+    return "" if value is None else str(value)

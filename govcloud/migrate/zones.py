@@ -1,8 +1,9 @@
 """Landing zones and servers as the migration engine sees them, and the pure checks of a wave against
 them (no I/O: the preflight reads the cloud, these functions decide what is missing or short).
 
-Every problem is one line of the form ``<system>: <what> ; fix: <how>``; the preflight lists all of
-them together and provisions nothing while there is one.
+Every problem is a :class:`~govcloud.errors.Diagnostic` at the system's inventory entry, with the
+system as its ``path``, what is missing or short as its message and the fix as its hint; the preflight
+lists all of them together and provisions nothing while there is one.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from govcloud.errors import Diagnostic, Location
 from govcloud.migrate.targets import FlavorInfo, TargetSpec, pick_flavor
 from govcloud.provision.desired import project_name
 
@@ -96,11 +98,13 @@ class BootRequest:
 
 @dataclass(frozen=True)
 class WaveSystem:
-    """One system of the wave as the checks need it: its id, department and servers to boot."""
+    """One system of the wave as the checks need it: its id, department and servers to boot, and
+    where the inventory declares it (where its problems point)."""
 
     id: str
     department: str
     specs: tuple[TargetSpec, ...]
+    source: Location
 
 
 @dataclass(frozen=True)
@@ -115,12 +119,22 @@ class CloudCheck:
     target_key_label: str  # for messages (its path)
 
 
-def _add(problems: dict[str, list[str]], system: str, msg: str) -> None:
-    if msg not in problems[system]:
-        problems[system].append(msg)
+Problems = dict[str, list[Diagnostic]]  # system id -> what keeps it from migrating
 
 
-def zone_problems(works: Sequence[WaveSystem], check: CloudCheck, problems: dict[str, list[str]]) -> None:
+def problem(w: WaveSystem, what: str, fix: str) -> Diagnostic:
+    """A problem of ``w``: at its inventory entry, the system as the path, ``fix`` as the hint."""
+    return Diagnostic(w.source, w.id, what, fix)
+
+
+def _add(problems: Problems, w: WaveSystem, what: str, fix: str) -> None:
+    """Once per system (several of its servers can share a zone and miss the same thing)."""
+    d = problem(w, what, fix)
+    if d not in problems[w.id]:
+        problems[w.id].append(d)
+
+
+def zone_problems(works: Sequence[WaveSystem], check: CloudCheck, problems: Problems) -> None:
     """Landing zone, network, keypair (and that it holds our key), image and flavor per server, then
     the project quotas and the sites' capacity for the servers still to boot."""
     for w in works:
@@ -130,27 +144,27 @@ def zone_problems(works: Sequence[WaveSystem], check: CloudCheck, problems: dict
     quota_problems(works, check, problems)
 
 
-def _spec_problems(w: WaveSystem, spec: TargetSpec, check: CloudCheck, problems: dict[str, list[str]]) -> None:
+def _spec_problems(w: WaveSystem, spec: TargetSpec, check: CloudCheck, problems: Problems) -> None:
     z = check.zones.get((spec.region, spec.department))
     pname = project_name(spec.department)
-    fix = f"fix: run `govcloud provision apply --department {spec.department}`"
+    fix = f"run `govcloud provision apply --department {spec.department}`"
     if z is None:
-        _add(problems, w.id, f"{w.id}: landing zone {pname} does not exist in region {spec.region}; {fix}")
+        _add(problems, w, f"landing zone {pname} does not exist in region {spec.region}", fix)
         return
     for what, present in ((f"network {pname}-app", z.network_id), (f"keypair {pname}", z.keypair)):
         if not present:
-            _add(problems, w.id, f"{w.id}: {what} missing in region {spec.region}; {fix}")
+            _add(problems, w, f"{what} missing in region {spec.region}", fix)
     ours = check.target_public_key
     if z.keypair and z.keypair_public_key and ours and z.keypair_public_key != ours:
-        _add(problems, w.id, f"{w.id}: keypair {pname} in region {spec.region} holds another public key than the one "
-                             f"govcloud logs in to new servers with ({check.target_key_label}): the targets would lock "
-                             f"us out; fix: pass the matching --target-key, or delete the keypair and run `govcloud "
-                             f"provision apply --department {spec.department}`")
+        _add(problems, w, f"keypair {pname} in region {spec.region} holds another public key than the one govcloud "
+                          f"logs in to new servers with ({check.target_key_label}): the targets would lock us out",
+             f"pass the matching --target-key, or delete the keypair and run `govcloud provision apply --department "
+             f"{spec.department}`")
     if check.image not in z.images:
-        _add(problems, w.id, f"{w.id}: image {check.image} missing in region {spec.region}; fix: upload it or pass --image")
+        _add(problems, w, f"image {check.image} missing in region {spec.region}", "upload it or pass --image")
     if z.flavor_for(spec) is None:
-        problems[w.id].append(f"{w.id}: no flavor with at least {spec.vcpus} vCPU / {spec.ram_mb} MB in region "
-                              f"{spec.region} for {spec.name}; fix: create one (openstack flavor create)")
+        problems[w.id].append(problem(w, f"no flavor with at least {spec.vcpus} vCPU / {spec.ram_mb} MB in region "
+                                         f"{spec.region} for {spec.name}", "create one (openstack flavor create)"))
 
 
 def _to_boot(works: Sequence[WaveSystem], check: CloudCheck) -> list[tuple[WaveSystem, TargetSpec, FlavorRef]]:
@@ -165,7 +179,7 @@ def _to_boot(works: Sequence[WaveSystem], check: CloudCheck) -> list[tuple[WaveS
     return out
 
 
-def quota_problems(works: Sequence[WaveSystem], check: CloudCheck, problems: dict[str, list[str]]) -> None:
+def quota_problems(works: Sequence[WaveSystem], check: CloudCheck, problems: Problems) -> None:
     """Free quota per department project and region against the flavors still to boot."""
     need: dict[ZoneKey, list[int]] = {}
     for _w, spec, fl in _to_boot(works, check):
@@ -187,9 +201,9 @@ def quota_problems(works: Sequence[WaveSystem], check: CloudCheck, problems: dic
             continue
         for w in works:
             if w.department == dept and any(s.region == region for s in w.specs):
-                problems[w.id].append(f"{w.id}: quota of {project_name(dept)} in region {region} too small for this wave "
-                                      f"({'; '.join(short)}); fix: raise the quota (openstack quota set) or migrate "
-                                      "fewer systems at once (--systems)")
+                problems[w.id].append(problem(w, f"quota of {project_name(dept)} in region {region} too small for "
+                                                 f"this wave ({'; '.join(short)})", "raise the quota (openstack quota "
+                                                 "set) or migrate fewer systems at once (--systems)"))
 
 
 def sites_to_check(works: Sequence[WaveSystem], check: CloudCheck) -> dict[str, str]:
@@ -197,15 +211,15 @@ def sites_to_check(works: Sequence[WaveSystem], check: CloudCheck) -> dict[str, 
     return {spec.site: spec.region for _w, spec, _fl in _to_boot(works, check)}
 
 
-def capacity_problems(works: Sequence[WaveSystem], check: CloudCheck, problems: dict[str, list[str]]) -> None:
+def capacity_problems(works: Sequence[WaveSystem], check: CloudCheck, problems: Problems) -> None:
     """Free vCPUs and RAM per site (Placement) against the flavors of the servers still to boot."""
     need: dict[str, list[int]] = {}
-    users: dict[str, set[str]] = {}
+    users: dict[str, dict[str, WaveSystem]] = {}
     for w, spec, fl in _to_boot(works, check):
         acc = need.setdefault(spec.site, [0, 0])
         acc[0] += fl.vcpus
         acc[1] += fl.ram_mb
-        users.setdefault(spec.site, set()).add(w.id)
+        users.setdefault(spec.site, {})[w.id] = w
     for site, (vcpus, ram) in sorted(need.items()):
         have = check.free.get(site)
         if have is None:
@@ -214,6 +228,7 @@ def capacity_problems(works: Sequence[WaveSystem], check: CloudCheck, problems: 
             short = [f"{k} needs {n}, {have.get(k)} free" for k, n in (("vcpus", vcpus), ("ram_mb", ram))
                      if n > have.get(k)]
         if short:
-            for sid in sorted(users[site]):
-                problems[sid].append(f"{sid}: site {site} lacks capacity for this run's servers ({'; '.join(short)}); "
-                                     "fix: add compute capacity there, or migrate fewer systems at once (--systems)")
+            for sid, w in sorted(users[site].items()):
+                problems[sid].append(problem(w, f"site {site} lacks capacity for this run's servers "
+                                                f"({'; '.join(short)})", "add compute capacity there, or migrate "
+                                                "fewer systems at once (--systems)"))

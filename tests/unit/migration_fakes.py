@@ -16,14 +16,14 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from govcloud.adapters.ports import TargetHost
-from govcloud.adapters.ssh import (
+from govcloud.adapters.ports import (
     CommandResult,
     Endpoint,
     Manifest,
     MigrationKey,
     RsyncSpec,
     RsyncStats,
+    TargetHost,
 )
 from govcloud.errors import OpenStackError, SSHError
 from govcloud.migrate.zones import (

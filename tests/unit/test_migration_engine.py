@@ -98,9 +98,16 @@ def test_preflight_lists_every_problem_and_provisions_nothing(env: tuple[World, 
     ctx = context(env)
     with pytest.raises(PreflightError) as err:
         preflight_step.run(ctx, ctx.work)
-    problems = err.value.problems
-    assert any("tmig-web" in p and "/srv/tmig-web-static" in p for p in problems)
-    assert any(p.startswith("tmig-app: legacy host tmig-app-01 (10.240.31.11) unreachable") for p in problems)
+    found = err.value.diagnostics
+    assert any(d.path == "tmig-web" and "/srv/tmig-web-static" in d.hint for d in found)
+    unreachable = next(d for d in found if d.path == "tmig-app")
+    assert unreachable.message.startswith("legacy host tmig-app-01 (10.240.31.11) unreachable")
+    assert unreachable.location == INVENTORY.system("tmig-app").hosts[0].source  # where: the host's entry
+    assert unreachable.location.line > 0 and unreachable.hint  # and how to fix it
+    # what the user reads (and the integration tests look for on stderr): where, which host, what, the fix
+    text = err.value.render()
+    assert f"{unreachable.location}: tmig-app: legacy host tmig-app-01 (10.240.31.11) unreachable" in text
+    assert f"\n  hint: {unreachable.hint}" in text and "nothing was provisioned" in text
     assert ctx.status("tmig-db").state == State.FAILED  # the whole batch fails together
     assert w.cloud.boots == []
     ctx.close()
@@ -122,9 +129,13 @@ def test_a_system_with_a_database_is_refused_at_preflight_until_replication_exis
     ctx.journal.ensure_system(ctx.plan.name, "tmig-db", ctx.wave.number)
     with pytest.raises(PreflightError) as err:
         preflight_step.run(ctx, ctx.work)
-    assert err.value.problems == ("tmig-db: tmig-db-01 (10.240.31.10) runs postgresql 15 on port 5432 "
-                                  "(/var/lib/postgresql/15/main): databases move by replication, which this version of "
-                                  "govcloud cannot do yet; fix: migrate this system once it can (issue 13)",)
+    what = ("tmig-db-01 (10.240.31.10) runs postgresql 15 on port 5432 (/var/lib/postgresql/15/main): databases "
+            "move by replication, which this version of govcloud cannot do yet")
+    fix = "migrate this system once it can (issue 13)"
+    assert [(d.path, d.message, d.hint) for d in err.value.diagnostics] == [("tmig-db", what, fix)]
+    assert err.value.diagnostics[0].location == INVENTORY.system("tmig-db").hosts[0].source
+    # the journal keeps the one line it always kept (journals written before read the same)
+    assert ctx.fact("tmig-db", "error") == f"preflight: tmig-db: {what}; fix: {fix}"
     assert w.cloud.boots == [] and w.endpoints.switches == []
     ctx.close()
 
@@ -138,7 +149,7 @@ def test_preflight_names_short_quota_and_a_foreign_keypair(env: tuple[World, Pat
     ctx = context(env, "tmig-db")
     with pytest.raises(PreflightError) as err:
         preflight_step.run(ctx, ctx.work)
-    text = "\n".join(err.value.problems)
+    text = err.value.render()
     assert "quota of gov-tmig-dept in region gz too small for this wave (cores needs 4, 3 free of 3)" in text
     assert "holds another public key than the one govcloud logs in to new servers with" in text
     ctx.close()
@@ -318,9 +329,9 @@ def test_names_that_cannot_be_switched_stop_the_migration_before_anything_is_pro
     with pytest.raises(PreflightError) as err:
         driver.execute(ctx)
     assert err.value.exit_code == 1 and "nothing was provisioned" in err.value.message
-    assert err.value.problems == ("tmig-db: service names cannot be switched: DNS server gz-b (10.240.2.53 port 53) "
-                                  "cannot be updated: connection refused (not running?); fix: check that the server "
-                                  "runs and is reachable from the controller",)
+    assert [(d.path, d.message, d.hint) for d in err.value.diagnostics] == [
+        ("tmig-db", "service names cannot be switched: DNS server gz-b (10.240.2.53 port 53) cannot be updated: "
+                    "connection refused (not running?)", "check that the server runs and is reachable from the controller")]
     assert w.cloud.boots == []
 
 

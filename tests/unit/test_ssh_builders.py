@@ -16,8 +16,9 @@ import pytest
 
 from devcloud.testing import require
 
+from govcloud.adapters.ports import RsyncSpec
 from govcloud.adapters.ssh import (
-    RsyncSpec, authorized_keys_line, host_manifest_source, incremental_manifest_command, manifest_command,
+    authorized_keys_line, host_manifest_source, incremental_manifest_command, manifest_command,
     parse_incremental_manifest, measure_command, parse_manifest, parse_measure,
     parse_rsync_stats, rsync_argv, rsync_command, rsync_ssh_command,
 )

@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from govcloud.adapters.ssh import Endpoint, connect
+from govcloud.adapters.ports import Endpoint
+from govcloud.adapters.ssh import connect
 from govcloud.errors import SSHError
 
 

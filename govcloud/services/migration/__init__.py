@@ -3,8 +3,8 @@
 One module per step (``preflight``, ``targets``, ``sync``, ``cutover``, ``verify``, ``rollback``,
 ``finish``), each a function of a :class:`~govcloud.services.migration.context.RunContext` that holds
 the journal, the ports to the outside world (``govcloud.adapters.ports``) and the options; the
-``driver`` runs them from the journal's state; ``kinds`` / ``files`` are how data moves; ``app``
-wires the real adapters in. docs/architecture/migration-engine.md is the map.
+``driver`` runs them from the journal's state; ``kinds`` / ``files`` are how data moves (``datakind``
+is the shape of a kind); ``app`` wires the real adapters in. docs/architecture/migration-engine.md is the map.
 
 Every step writes its intent to the journal before its side effect and its outcome after it, so a
 process killed anywhere resumes correctly. Fault injection: ``GOVCLOUD_FAULT_KILL_AT=<point>[@<system>]``

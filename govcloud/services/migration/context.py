@@ -20,13 +20,13 @@ from govcloud.adapters.journal import Journal
 from govcloud.adapters.ports import (
     CloudPort,
     ConfigurePort,
+    Endpoint,
     EndpointPort,
     HealthPort,
     HostPort,
 )
-from govcloud.adapters.ssh import Endpoint
 from govcloud.errors import GovcloudError, MigrationError
-from govcloud.migrate.records import Target, targets_from_fact
+from govcloud.migrate.records import FactReader, Target, targets_from_fact
 from govcloud.migrate.state import Action, Event, Status, event_for
 from govcloud.migrate.zones import LandingZone, ZoneKey
 from govcloud.model import Plan, System, Wave
@@ -114,6 +114,15 @@ class RunContext:
 
     def record(self, system: str, step: str, key: str, value: Any) -> None:
         self.journal.record_fact(self.run_id, self.plan.name, system, step, key, value)
+
+    def facts_of(self, system: str) -> FactReader:
+        """``system``'s latest facts by key: what a typed record's ``from_facts`` reads."""
+        return lambda key: self.fact(system, key)
+
+    def record_facts(self, system: str, step: str, facts: Mapping[str, object]) -> None:
+        """A typed record's ``to_facts``, one journal fact per key (the shape journals always held)."""
+        for key, value in facts.items():
+            self.record(system, step, key, value)
 
     def status(self, system: str) -> Status:
         return self.journal.status(self.plan.name, system)

@@ -16,13 +16,13 @@ from datetime import datetime
 from zoneinfo import ZoneInfo
 
 from govcloud.errors import GovcloudError, OutsideWindowError, RefusedError
-from govcloud.migrate.records import Target, transfer_keys_for
+from govcloud.migrate.records import Target, TargetStarts, transfer_keys_for
 from govcloud.migrate.state import Action
 from govcloud.migrate.targets import window_state
 from govcloud.services.migration import apps
 from govcloud.services.migration.context import Outcome, RunContext
 from govcloud.services.migration.kinds import kinds_of
-from govcloud.services.migration.options import FACT_TARGET_START, FACT_WINDOW_END
+from govcloud.services.migration.options import FACT_WINDOW_END
 from govcloud.services.migration.work import Work
 
 
@@ -55,9 +55,9 @@ def run(ctx: RunContext, w: Work) -> None:
             ctx.record(w.id, "cutover", FACT_WINDOW_END, window_end)
             out.update(_stop_and_sync(ctx, w, targets))
             ctx.fault("cutover.after_final_sync", w.id)
-            for t in targets:
-                out.setdefault("target_start", {})[t.name] = apps.target_app(ctx, t, "start")
-            ctx.record(w.id, "cutover", FACT_TARGET_START, out["target_start"])
+            starts = TargetStarts({t.name: apps.target_app(ctx, t, "start") for t in targets})
+            out[TargetStarts.KEY] = starts.to_fact()
+            ctx.record(w.id, "cutover", TargetStarts.KEY, starts.to_fact())
             ctx.fault("cutover.after_start", w.id)
             _switch(ctx, w, primary)
             switched = True

@@ -10,12 +10,11 @@ manual cutover, or fails. The pure core decides what comes next; the step module
 from __future__ import annotations
 
 import logging
-import os
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 
-from govcloud.adapters.journal import Journal, pid_alive
+from govcloud.adapters.journal import Journal, pid_alive, this_host
 from govcloud.errors import GovcloudError, OutsideWindowError, SSHError
 from govcloud.migrate.records import TransferKeyRef
 from govcloud.migrate.state import Action, Event, State, Status
@@ -99,7 +98,7 @@ def _mark_crashed_runs(ctx: RunContext) -> None:
     """Runs of this wave still 'running' whose process is gone were killed: say so (resume takes over)."""
     for r in ctx.journal.runs(ctx.plan.name):
         ours = r["status"] == "running" and r["id"] != ctx.run_id and int(r["wave"]) == ctx.wave.number
-        if ours and (r["host"] != os.uname().nodename or not pid_alive(int(r["pid"]), None)):
+        if ours and (r["host"] != this_host() or not pid_alive(int(r["pid"]), None)):
             ctx.journal.finish_run(r["id"], "crashed")
 
 

@@ -17,13 +17,13 @@ from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from govcloud.adapters.ssh import Endpoint, Manifest, MigrationKey, RsyncSpec
+from govcloud.adapters.ports import Endpoint, Manifest, MigrationKey, RsyncSpec
 from govcloud.errors import MigrationError
-from govcloud.migrate.records import SyncStats, Target
+from govcloud.migrate.records import SyncedManifests, SyncStats, Target
 from govcloud.migrate.state import SyncDecision, sync_decision
 from govcloud.migrate.steps import composite
 from govcloud.services.migration.context import Outcome, RunContext
-from govcloud.services.migration.kinds import FinalPass
+from govcloud.services.migration.datakind import FinalPass
 from govcloud.services.migration.options import APP_DIR, APP_EXCLUDES, FACT_BYTES
 from govcloud.services.migration.work import Work
 
@@ -161,8 +161,7 @@ def record_sync(ctx: RunContext, w: Work, step: str, decision: SyncDecision, sta
     ctx.record(w.id, step, FACT_BYTES, stats.bytes_sent)
     ctx.record(w.id, step, "literal_data", stats.literal_data)
     ctx.record(w.id, step, "files_transferred", stats.files_transferred)
-    ctx.record(w.id, step, "source_manifest", src_c)
-    ctx.record(w.id, step, "target_manifest", dst_c)
+    ctx.record_facts(w.id, step, SyncedManifests(source=src_c, target=dst_c).to_facts())
     ctx.record(w.id, step, "manifests", {"source": dict(found.source),
                                          "targets": {k: dict(v) for k, v in found.targets.items()}})
     return src_c, dst_c
@@ -174,10 +173,9 @@ class FileData:
     name = "files"
 
     def warm(self, ctx: RunContext, w: Work, targets: Sequence[Target]) -> Outcome:
-        last_src = ctx.fact(w.id, "source_manifest")
-        last_dst = ctx.fact(w.id, "target_manifest")
-        current = composite(manifests(ctx, w, None).source) if last_src and last_dst else ""
-        decision = sync_decision(last_src, last_dst, current) if current else SyncDecision.FULL
+        last = SyncedManifests.from_facts(ctx.facts_of(w.id))
+        current = composite(manifests(ctx, w, None).source) if last.source and last.target else ""
+        decision = sync_decision(last.source, last.target, current) if current else SyncDecision.FULL
         stats = SyncStats()
         t0 = time.monotonic()
         if decision != SyncDecision.SKIP:
@@ -204,8 +202,8 @@ class FileData:
     def _final(self, ctx: RunContext, w: Work, targets: Sequence[Target], keys: StagedKeys) -> Outcome:
         out: Outcome = {}
         found = manifests(ctx, w, None)  # the source is stopped: this is final
-        decision = sync_decision(ctx.fact(w.id, "source_manifest"), ctx.fact(w.id, "target_manifest"),
-                                 composite(found.source))
+        last = SyncedManifests.from_facts(ctx.facts_of(w.id))
+        decision = sync_decision(last.source, last.target, composite(found.source))
         stats = SyncStats()
         t1 = time.monotonic()
         if decision != SyncDecision.SKIP:
@@ -228,7 +226,7 @@ class FileData:
         return {**out, "decision": decision.value, **stats.as_dict()}
 
     def check(self, ctx: RunContext, w: Work, targets: Sequence[Target]) -> None:
-        src = ctx.fact(w.id, "source_manifest")
+        src = SyncedManifests.from_facts(ctx.facts_of(w.id)).source
         per = set(site_composites(ctx, w, manifests(ctx, w, targets, source=False).targets).values())
         if per != {src}:
             raise MigrationError(f"{w.id}: checksum manifests differ between source and target(s) at verify",

@@ -22,7 +22,6 @@ APP_EXCLUDES = ("sampleapp.pid", "sampleapp.log")  # runtime files of the app, n
 LEGACY_APP_CTL = "/usr/bin/python3 /srv/app/sampleapp.py"  # the legacy host's "service unit"
 TARGET_APP_CTL = "/srv/govcloud/app-ctl"  # installed by playbooks/roles/migrate_target
 FACT_BYTES, FACT_DOWNTIME, FACT_WINDOW_END = "bytes_sent", "downtime_seconds", "window_end"
-FACT_TARGET_START = "target_start"  # target name -> the exit status of its app's start at the last cutover
 DEFAULT_IMAGE = "fake-image"
 
 

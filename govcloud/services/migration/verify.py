@@ -11,12 +11,12 @@ import time
 from collections.abc import Sequence
 
 from govcloud.errors import MigrationError
-from govcloud.migrate.records import Target
+from govcloud.migrate.records import Target, TargetStarts
 from govcloud.migrate.state import Action
 from govcloud.services.migration import apps
 from govcloud.services.migration.context import RunContext
 from govcloud.services.migration.kinds import kinds_of
-from govcloud.services.migration.options import FACT_DOWNTIME, FACT_TARGET_START, TARGET_APP_CTL
+from govcloud.services.migration.options import FACT_DOWNTIME, TARGET_APP_CTL
 from govcloud.services.migration.work import Work
 
 
@@ -47,5 +47,5 @@ def run(ctx: RunContext, w: Work) -> None:
 
 def _failed_starts(ctx: RunContext, w: Work, targets: Sequence[Target]) -> list[tuple[Target, int]]:
     """Targets whose app's start exited non-zero at the last cutover (its control's own verdict)."""
-    started = ctx.fact(w.id, FACT_TARGET_START) or {}
-    return [(t, int(started[t.name])) for t in targets if int(started.get(t.name, 0)) != 0]
+    started = TargetStarts.from_fact(ctx.fact(w.id, TargetStarts.KEY))
+    return [(t, started.exit_status(t.name)) for t in targets if started.exit_status(t.name) != 0]

@@ -32,7 +32,7 @@ class Work:
         return next((h for h in self.system.hosts if h.role == "app"), self.system.hosts[0])
 
     def for_checks(self) -> WaveSystem:
-        return WaveSystem(self.id, self.system.department, self.specs)
+        return WaveSystem(self.id, self.system.department, self.specs, self.system.source)
 
 
 def load_plan_file(path: Path) -> Plan:
