@@ -28,11 +28,39 @@ from govcloud.adapters.ports import (
     RsyncStats,
 )
 from govcloud.errors import SSHError
+from govcloud.model.services import OsSpec
 
 log = logging.getLogger(__name__)
 
 RSYNC_TRANSPORT_EXITS = (255, 12, 30, 35)  # ssh could not connect, connection lost, timeouts
 RSYNC_ATTEMPTS = 3
+# /proc/net is the reading process's network namespace: what `ss -ltn` shows, without needing iproute2
+LISTEN_COMMAND = "cat /proc/net/tcp /proc/net/tcp6 2>/dev/null; true"
+TCP_LISTEN = "0A"
+
+
+def parse_listening(text: str) -> frozenset[int]:
+    """The local ports of the LISTEN sockets in ``/proc/net/tcp{,6}`` lines (``sl local rem st ...``)."""
+    ports = set()
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) > 3 and parts[3] == TCP_LISTEN and ":" in parts[1]:
+            try:
+                ports.add(int(parts[1].rsplit(":", 1)[1], 16))
+            except ValueError:
+                continue
+    return frozenset(ports)
+
+
+def parse_os_release(text: str) -> OsSpec | None:
+    """``ID`` and ``VERSION_ID`` of an os-release file as the topology keys images (None if either is missing)."""
+    values = {}
+    for line in text.splitlines():
+        key, eq, value = line.strip().partition("=")
+        if eq:
+            values[key] = value.strip().strip('"').strip("'")
+    family, version = values.get("ID", "").lower(), values.get("VERSION_ID", "")
+    return OsSpec(family, version) if family and version else None
 
 
 def public_key_line(private_key: Path | None) -> str:
@@ -110,8 +138,20 @@ class SSHHosts:
         except (OSError, paramiko.SSHException, EOFError) as exc:
             raise SSHError(f"revoking per-migration key {mig_id}: {exc}", host=target.address) from exc
 
-    def app(self, host: Endpoint, control: str, action: str) -> CommandResult:
-        return self.session(host).run(f"{control} {shlex.quote(action)}", check=False, timeout=60)
+    def run(self, host: Endpoint, command: str, *, timeout: float) -> CommandResult:
+        return self.session(host).run(command, check=False, timeout=timeout)
+
+    def listening_ports(self, host: Endpoint) -> frozenset[int]:
+        r = self.session(host).run(LISTEN_COMMAND, check=False, timeout=30)
+        if r.status != 0:
+            raise SSHError(f"on {host.label}: cannot read the listening TCP ports (/proc/net/tcp): "
+                           f"{r.stderr.strip()[-200:]}", host=host.address, command=r.command, status=r.status)
+        return parse_listening(r.stdout)
+
+    def os_release(self, host: Endpoint) -> OsSpec | None:
+        r = self.session(host).run("cat /etc/os-release 2>/dev/null || cat /usr/lib/os-release", check=False,
+                                   timeout=30)
+        return parse_os_release(r.stdout) if r.status == 0 else None
 
     def remove_paths(self, host: Endpoint, paths: Sequence[str], *, stop: str = "") -> None:
         s = self.session(host)

@@ -26,6 +26,7 @@ from govcloud.migrate.zones import (
     ServerInfo,
     SiteCapacity,
 )
+from govcloud.model.services import HttpProbe, OsSpec
 
 # ------------------------------------------------------------------ values that cross the ports
 
@@ -185,18 +186,30 @@ class HostPort(Protocol):
     def revoke_key(self, source: Endpoint, target: Endpoint, *, mig_id: str) -> None:
         """Remove a per-migration key a killed run left behind (on both ends)."""
 
-    def app(self, host: Endpoint, control: str, action: str) -> CommandResult:
-        """``<control> <action>`` (start, stop, status) of the host's application."""
+    def run(self, host: Endpoint, command: str, *, timeout: float) -> CommandResult:
+        """A shell line (a service's control, a command check, a hook) as the host's SSH user; its exit
+        status is returned, never raised (a timeout is an ``SSHError``)."""
+
+    def listening_ports(self, host: Endpoint) -> frozenset[int]:
+        """The TCP ports something listens on, on any address of the host."""
+
+    def os_release(self, host: Endpoint) -> OsSpec | None:
+        """The host's OS from its ``/etc/os-release`` (ID, VERSION_ID); None when it says neither."""
 
     def remove_paths(self, host: Endpoint, paths: Sequence[str], *, stop: str = "") -> None:
-        """Stop the application with ``stop`` (when given), then delete ``paths`` on the host."""
+        """Run ``stop`` (when given; its failure ignored), then delete ``paths`` on the host."""
 
     def close(self) -> None: ...
 
 
 class HealthPort(Protocol):
-    def healthy(self, address: str, port: int) -> bool:
-        """The application on ``address:port`` answers its health check as healthy."""
+    """The controller's own probes of a service (a command check runs on the host: ``HostPort.run``)."""
+
+    def http(self, address: str, probe: HttpProbe, *, timeout: float) -> bool:
+        """GET ``http://address:port/path`` answers ``probe.status`` and holds ``probe.body`` (if set)."""
+
+    def tcp(self, address: str, port: int, *, timeout: float) -> bool:
+        """A TCP connection to ``address:port`` is accepted."""
 
 
 class EndpointPort(Protocol):
@@ -213,7 +226,9 @@ class EndpointPort(Protocol):
 
 @dataclass(frozen=True)
 class TargetHost:
-    """A booted target to configure for its migration (the migrate_target role)."""
+    """A booted target to configure for its migration (the migrate_target role): the directories the
+    sync fills, the packages its services need, the systemd units that must exist before they start
+    (those no synced directory brings), and the system's own role, applied last."""
 
     name: str
     address: str
@@ -222,9 +237,15 @@ class TargetHost:
     department: str
     system: str
     data: tuple[str, ...] = field(default=())
+    packages: tuple[str, ...] = ()
+    units: tuple[str, ...] = ()
+    ansible_role: str = ""
 
 
 class ConfigurePort(Protocol):
     def configure(self, targets: Sequence[TargetHost]) -> dict[str, str]:
         """Configure the targets in one run; returns ``host name -> why it failed`` (empty: all ok).
         Raises ``AnsibleError`` when the run could not be made at all."""
+
+    def has_role(self, name: str) -> bool:
+        """The project has an Ansible role of this name (a system's ``ansible_role``)."""

@@ -29,12 +29,19 @@ class AnsibleTargetConfig:
         """The exact run (pure: tested as data)."""
         hosts = tuple(Target(name=t.name, address=t.address, region=t.region, site=t.site, department=t.department,
                              system=t.system, role="migrate",
-                             vars=(("migrate_target_data", list(t.data)), ("migrate_target_system", t.system)))
+                             vars=(("migrate_target_data", list(t.data)), ("migrate_target_system", t.system),
+                                   ("migrate_target_packages", list(t.packages)),
+                                   ("migrate_target_units", list(t.units)),
+                                   ("migrate_target_role", t.ansible_role)))
                       for t in targets)
         return RunSpec(run_id=f"migrate-{uuid.uuid4().hex[:12]}", state_dir=self.state_dir,
                        project_dir=self.project_dir, playbook=PLAYBOOK, targets=hosts, ssh_key=self.ssh_key,
                        known_hosts=self.known_hosts, forks=max(10, min(MAX_FORKS, len(hosts))),
                        control_path_dir=self.control_path_dir)
+
+    def has_role(self, name: str) -> bool:
+        """Roles are looked up in the project's ``roles/`` (``playbooks/roles``), as the playbook does."""
+        return bool(name) and "/" not in name and (self.project_dir / "roles" / name / "tasks").is_dir()
 
     def configure(self, targets: Sequence[TargetHost]) -> dict[str, str]:
         if not targets:

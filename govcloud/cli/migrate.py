@@ -228,14 +228,16 @@ def migrate() -> None:
               help="At most this many systems syncing / cutting over at a time.")
 @click.option("--dry-run", is_flag=True, help="Print each system's step plan; touch nothing.")
 @click.option("--manual-cutover", is_flag=True, help="Stop after the warm sync; `migrate cutover SYSTEM` continues.")
-@click.option("--image", default="fake-image", show_default=True, envvar="GOVCLOUD_IMAGE")
+@click.option("--image", default=None, envvar="GOVCLOUD_IMAGE", metavar="NAME",
+              help="Boot every target from this Glance image instead of its region's image for its host's OS "
+                   "(the topology's images).")
 @click.option("--timezone", default="Asia/Shanghai", show_default=True, help="The time zone windows are written in.")
 @_stale_option
 @_keys
 @_common
 @pass_app
 def run_cmd(app: AppContext, plan: str, wave: int, systems: tuple[str, ...], concurrency: int, dry_run: bool,
-            manual_cutover: bool, image: str, timezone: str, allow_stale_plan: bool, known_hosts: Path | None,
+            manual_cutover: bool, image: str | None, timezone: str, allow_stale_plan: bool, known_hosts: Path | None,
             ssh_key: Path | None, target_key: Path | None, journal: Path | None, dns_key: Path | None,
             clouds_yaml: Path | None, outside_window: bool, control_path_dir: Path | None) -> int:
     """Migrate wave N of PLAN (a plan file or a name under migration_plans/).

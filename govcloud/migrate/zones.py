@@ -114,7 +114,7 @@ class CloudCheck:
     zones: Mapping[ZoneKey, LandingZone | None]
     existing: frozenset[str]  # names of servers this migration booted earlier (not booted again)
     free: Mapping[str, SiteCapacity]  # per site
-    image: str
+    images: Mapping[str, str]  # server name -> the image it boots (a server without one is reported already)
     target_public_key: str  # "type base64" of the key new servers are logged in with ("" = unknown)
     target_key_label: str  # for messages (its path)
 
@@ -160,8 +160,10 @@ def _spec_problems(w: WaveSystem, spec: TargetSpec, check: CloudCheck, problems:
                           f"logs in to new servers with ({check.target_key_label}): the targets would lock us out",
              f"pass the matching --target-key, or delete the keypair and run `govcloud provision apply --department "
              f"{spec.department}`")
-    if check.image not in z.images:
-        _add(problems, w, f"image {check.image} missing in region {spec.region}", "upload it or pass --image")
+    image = check.images.get(spec.name)
+    if image is not None and image not in z.images:
+        _add(problems, w, f"image {image} missing in region {spec.region}",
+             "upload it to Glance in that region, or correct the region's images in the topology")
     if z.flavor_for(spec) is None:
         problems[w.id].append(problem(w, f"no flavor with at least {spec.vcpus} vCPU / {spec.ram_mb} MB in region "
                                          f"{spec.region} for {spec.name}", "create one (openstack flavor create)"))

@@ -320,9 +320,10 @@ def test_a_broken_target_app_is_rolled_back_and_the_legacy_service_is_healthy(en
     assert r.returncode == 0, r.stdout + r.stderr
     targets = facts(env.journal("rb.sqlite"), "tmig-db", "targets")[-1][2]
     primary = next(t for t in targets if t["primary"])
-    # break the application on the target: its control script fails to start it
-    broken = "printf '#!/bin/sh\\necho broken >&2\\nexit 1\\n' > /srv/govcloud/app-ctl"
-    assert env.lab.exec(primary["ip"], ["sh", "-c", broken]).returncode == 0
+    # break the application on the target: its port is taken (the sync would undo a broken file under
+    # /srv/app), so the declared start command fails (exit 1); the squatter goes by itself after 10 min
+    squat = "setsid timeout 600 python3 -m http.server 8080 </dev/null >/dev/null 2>&1 & sleep 1"
+    assert env.lab.exec(primary["ip"], ["sh", "-c", squat]).returncode == 0
     r = env.govcloud("migrate", "cutover", "tmig-db", "--outside-window", journal="rb.sqlite")
     assert r.returncode == 1, r.stdout + r.stderr
     assert "not healthy" in r.stdout + r.stderr

@@ -34,8 +34,8 @@ from govcloud.migrate.zones import (
     ServerInfo,
     SiteCapacity,
 )
+from govcloud.model.services import HttpProbe, OsSpec
 from govcloud.services.migration.context import Ports
-from govcloud.services.migration.options import LEGACY_APP_CTL, TARGET_APP_CTL
 from tests.unit.endpoint_fake import MemoryEndpoints
 
 SITES = {"gz": ("gz-a", "gz-b"), "st": ("st-a",)}
@@ -53,6 +53,8 @@ class FakeHost:
     running: bool = False
     authorised: set[str] = field(default_factory=set)  # per-migration key ids
     reachable: bool = True
+    listening: set[int] = field(default_factory=lambda: {8080})  # what /proc/net/tcp would list
+    os: OsSpec | None = field(default_factory=lambda: OsSpec("debian", "12"))  # its /etc/os-release
 
 
 class FakeHosts:
@@ -63,7 +65,10 @@ class FakeHosts:
         self.pushes: list[RsyncSpec] = []
         self.revoked: list[str] = []
         self.skip_once: set[str] = set()  # "address:path/file": the next push misses it (quick-check fault)
-        self.broken_start: set[str] = set()  # addresses whose app's start fails (exit 1, not running)
+        self.broken_start: set[str] = set()  # addresses whose services' start fails (exit 1, not running)
+        self.commands: list[tuple[str, str]] = []  # (address, command) of every run, in order
+        self.scripts: dict[str, CommandResult] = {}  # what a command (a hook, a check) answers; default exit 0
+        self.os_reads: list[str] = []  # addresses whose os-release was read
 
     def add(self, address: str, trees: dict[str, Tree], *, running: bool = False) -> FakeHost:
         self.by_address[address] = FakeHost(address, {p: dict(t) for p, t in trees.items()}, running)
@@ -100,8 +105,9 @@ class FakeHosts:
         self.pushes.append(spec)
         dst = dst_host.trees.setdefault(spec.dest_path, {})
         sent = files = 0
+        excluded = {x.lstrip("/") for x in spec.excludes}
         for name, data in src.items():
-            if name in spec.excludes:
+            if name in excluded:
                 continue
             key = f"{spec.dest_host}:{spec.dest_path}/{name}"
             if key in self.skip_once and not spec.checksum:
@@ -111,7 +117,7 @@ class FakeHosts:
                 dst[name] = data
                 sent += len(data)
                 files += 1
-        for name in [n for n in dst if n not in src and n not in spec.excludes]:
+        for name in [n for n in dst if n not in src and n not in excluded]:
             del dst[name]
         return RsyncStats(len(src), files, sum(map(len, src.values())), sent, sent, 0, sent + 100, 50)
 
@@ -133,14 +139,30 @@ class FakeHosts:
         self._host(target).authorised.discard(mig_id)
         self.revoked.append(mig_id)
 
-    def app(self, host: Endpoint, control: str, action: str) -> CommandResult:
+    def run(self, host: Endpoint, command: str, *, timeout: float) -> CommandResult:
+        """A service control changes whether the host's services run (``start``/``stop``, the last word,
+        or ``systemctl start|stop UNIT``); ``status`` answers it; any other command answers from
+        ``scripts`` (default: exit 0)."""
         h = self._host(host)
-        assert control in (LEGACY_APP_CTL, TARGET_APP_CTL)
+        self.commands.append((host.address, command))
+        words = command.split()
+        action = words[1] if words[0] == "systemctl" and len(words) > 1 else words[-1]
+        if command in self.scripts:
+            return self.scripts[command]
         if action == "start" and host.address in self.broken_start:
-            return CommandResult(f"{control} {action}", 1, "", "broken")
+            return CommandResult(command, 1, "", "broken")
         if action in ("start", "stop"):
             h.running = action == "start"
-        return CommandResult(f"{control} {action}", 0, "", "")
+        elif action in ("status", "is-active") or command.startswith("systemctl is-active"):
+            return CommandResult(command, 0 if h.running else 3, "", "")
+        return CommandResult(command, 0, "", "")
+
+    def listening_ports(self, host: Endpoint) -> frozenset[int]:
+        return frozenset(self._host(host).listening)
+
+    def os_release(self, host: Endpoint) -> OsSpec | None:
+        self.os_reads.append(host.address)
+        return self._host(host).os
 
     def remove_paths(self, host: Endpoint, paths: Sequence[str], *, stop: str = "") -> None:
         h = self._host(host)
@@ -156,11 +178,20 @@ class FakeHosts:
 class FakeHealth:
     def __init__(self, hosts: FakeHosts) -> None:
         self.hosts = hosts
-        self.sick: set[str] = set()  # addresses whose app answers unhealthy even when running
+        self.sick: set[str] = set()  # addresses whose services answer unhealthy even when running
+        self.probes: list[tuple[str, str]] = []  # (address, "http:PORT/PATH" or "tcp:PORT"), in order
 
-    def healthy(self, address: str, port: int) -> bool:
+    def _up(self, address: str) -> bool:
         h = self.hosts.by_address.get(address)
         return bool(h and h.running and address not in self.sick)
+
+    def http(self, address: str, probe: HttpProbe, *, timeout: float) -> bool:
+        self.probes.append((address, f"http:{probe.port}{probe.path}"))
+        return self._up(address)
+
+    def tcp(self, address: str, port: int, *, timeout: float) -> bool:
+        self.probes.append((address, f"tcp:{port}"))
+        return self._up(address)
 
 
 class FakeCloud:
@@ -227,10 +258,16 @@ class FakeCloud:
 class FakeConfigure:
     def __init__(self) -> None:
         self.runs: list[list[str]] = []
+        self.hosts: list[TargetHost] = []
         self.fail: dict[str, str] = {}
+        self.roles: set[str] = set()  # the project's Ansible roles
+
+    def has_role(self, name: str) -> bool:
+        return name in self.roles
 
     def configure(self, targets: Sequence[TargetHost]) -> dict[str, str]:
         self.runs.append([t.name for t in targets])
+        self.hosts += targets
         return {t.name: self.fail[t.name] for t in targets if t.name in self.fail}
 
 

@@ -4,6 +4,7 @@ the real parts in tests/integration/test_migrate.py and test_example_wave.py."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -19,11 +20,12 @@ from govcloud.services.migration import sync as sync_step
 from govcloud.services.migration import targets as targets_step
 from govcloud.services.migration import verify as verify_step
 from govcloud.services.migration.context import RunContext
-from govcloud.services.migration.options import APP_DIR, MigrateOptions
+from govcloud.services.migration.options import MigrateOptions
 from tests.unit.migration_fakes import Crash, World, world
 
 MIG = Path(__file__).resolve().parents[1] / "data" / "mig"
 INVENTORY = load_inventory(MIG)
+APP_DIR = "/srv/app"  # the lab's sample application, a declared service of every tmig host
 
 
 @pytest.fixture()
@@ -160,6 +162,7 @@ def test_a_server_in_error_fails_its_system_and_is_replaced_on_the_next_run(env:
     w.cloud.error_next.add("tmig-web-01-gz-a")
     ctx = context(env, "tmig-web")
     ctx.journal.mark(ctx.run_id, ctx.plan.name, "tmig-web", Event.PREFLIGHT_PASSED)
+    ctx.record("tmig-web", "preflight", "target_images", {"tmig-web-01-gz-a": "fake-image"})  # what it chose
     targets_step.run(ctx, ctx.work)
     assert ctx.status("tmig-web").state == State.FAILED
     assert "went to ERROR in gz-a: No valid host was found." in ctx.fact("tmig-web", "error")
@@ -228,7 +231,7 @@ def test_a_failed_verify_rolls_the_system_back(env: tuple[World, Path]) -> None:
     t = ctx.targets(ctx.work[0])[0]
     w.health.sick.add(t.ip)
     cutover_step.run(ctx, ctx.work[0])
-    with pytest.raises(MigrationError, match="target app not healthy"):
+    with pytest.raises(MigrationError, match="target services not healthy"):
         driver._step(ctx, ctx.work[0], Action.VERIFY)
     assert ctx.status("tmig-db").state == State.ROLLED_BACK
     assert w.hosts.by_address["10.240.31.10"].running and not w.hosts.by_address[t.ip].running
@@ -245,7 +248,9 @@ def test_a_target_whose_start_failed_rolls_back_without_waiting_for_its_health(e
     t = ctx.targets(ctx.work[0])[0]
     w.hosts.broken_start.add(t.ip)
     cutover_step.run(ctx, ctx.work[0])
-    with pytest.raises(MigrationError, match=f"target app not healthy: its start failed on {t.name} \\({t.ip}, exit 1\\)"):
+    start = f"start of service sampleapp (command `/usr/bin/python3 /srv/app/sampleapp.py start`) on {t.name} ({t.ip})"
+    with pytest.raises(MigrationError, match=re.escape(f"their start failed on {t.name} ({t.ip}, exit 1): {start} "
+                                                       "exited 1: broken")):
         driver._step(ctx, ctx.work[0], Action.VERIFY)
     assert ctx.status("tmig-db").state == State.ROLLED_BACK
     assert w.hosts.by_address["10.240.31.10"].running

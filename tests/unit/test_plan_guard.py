@@ -92,7 +92,6 @@ def test_allow_stale_plan_is_audited_by_the_run(tmp_path: Path, monkeypatch: pyt
     from govcloud.adapters.journal import Journal
     from govcloud.errors import StalePlanError
     from govcloud.services.migration import app
-    from govcloud.services.migration.options import APP_DIR
     from tests.unit.migration_fakes import world
 
     root = tmp_path / "root"
@@ -106,7 +105,7 @@ def test_allow_stale_plan_is_audited_by_the_run(tmp_path: Path, monkeypatch: pyt
     for s in inventory.systems:
         for h in s.hosts:
             trees = {p: {"a.dat": f"{h.name}:{p}".encode()} for p in h.data}
-            trees[APP_DIR] = {"sampleapp.py": b"print('app')"}
+            trees["/srv/app"] = {"sampleapp.py": b"print('app')"}  # the declared sample app's directory
             w.hosts.add(h.address, trees, running=True)
     (tmp_path / "known_hosts").write_text("")
     monkeypatch.setattr(app, "real_ports", lambda *a, **k: w.ports())

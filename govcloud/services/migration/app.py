@@ -18,18 +18,18 @@ from govcloud.adapters.ports import CloudPort, EndpointPort
 from govcloud.adapters.target_config import AnsibleTargetConfig
 from govcloud.errors import InvalidInputError, RefusedError
 from govcloud.inventory import load_inventory
+from govcloud.migrate.services import (
+    Control,
+    control_command,
+    directories,
+    service_order,
+)
 from govcloud.migrate.state import State
-from govcloud.model import Inventory
+from govcloud.model import Host, Inventory
 from govcloud.services.migration import driver
 from govcloud.services.migration import rollback as rollback_step
 from govcloud.services.migration.context import Keys, Ports, RunContext
-from govcloud.services.migration.options import (
-    APP_DIR,
-    LEGACY_APP_CTL,
-    MigrateOptions,
-    Reporter,
-    RunSummary,
-)
+from govcloud.services.migration.options import MigrateOptions, Reporter, RunSummary
 from govcloud.services.migration.planguard import stale_record, vet_plan
 from govcloud.services.migration.work import load_plan_file, wave_of, wave_work
 
@@ -68,7 +68,7 @@ def open_run(root: Path, options: MigrateOptions, reporter: Reporter | None = No
         legacy_key, target_key = options.ssh_key or ops, options.target_key or ops
     keys = Keys(legacy=legacy_key, target=target_key, target_public=public_key_line(target_key))
     ctx = RunContext(plan, wave, work, options, ports or real_ports(root, options, inventory, target_key), keys,
-                     journal_path(root, options.journal), reporter)
+                     journal_path(root, options.journal), reporter, topology=inventory.topology)
     _journal_name_switches(ctx)
     return ctx
 
@@ -160,7 +160,8 @@ def rollback_one(root: Path, options: MigrateOptions, reporter: Reporter | None 
 
 
 def decommission(root: Path, options: MigrateOptions) -> list[str]:
-    """Remove the legacy copy of a done system: its data paths and app directory on every legacy host."""
+    """Remove the legacy copy of a done system: its services stopped (again), its data paths and
+    service directories deleted, on every legacy host."""
     ctx = open_run(root, options)
     (w,) = ctx.work
     j = ctx.journal
@@ -171,8 +172,8 @@ def decommission(root: Path, options: MigrateOptions) -> list[str]:
                                hint="finish its migration first (`govcloud migrate status`)")
         removed = []
         for h in w.system.hosts:
-            paths = [*h.data, APP_DIR]
-            ctx.ports.hosts.remove_paths(ctx.legacy_ep(w.system, h.name), paths, stop=f"{LEGACY_APP_CTL} stop")
+            paths = [*h.data, *directories(h)]
+            ctx.ports.hosts.remove_paths(ctx.legacy_ep(w.system, h.name), paths, stop=stop_line(h))
             removed += [f"{h.name}:{p}" for p in paths]
         j.record_fact("decommission", ctx.plan.name, w.id, "decommission", "decommissioned_at",
                       datetime.now(UTC).isoformat())
@@ -180,3 +181,9 @@ def decommission(root: Path, options: MigrateOptions) -> list[str]:
         return removed
     finally:
         ctx.close()
+
+
+def stop_line(host: Host) -> str:
+    """One shell line stopping every service of ``host`` in stop order ("" when it declares none)."""
+    cmds = [c.command for s in service_order(host, Control.STOP) if (c := control_command(s, Control.STOP))]
+    return "{ " + "; ".join(cmds) + "; }" if cmds else ""

@@ -29,7 +29,7 @@ from govcloud.errors import GovcloudError, MigrationError
 from govcloud.migrate.records import FactReader, Target, targets_from_fact
 from govcloud.migrate.state import Action, Event, Status, event_for
 from govcloud.migrate.zones import LandingZone, ZoneKey
-from govcloud.model import Plan, System, Wave
+from govcloud.model import Plan, System, Topology, Wave
 from govcloud.services.migration.options import MigrateOptions, NullReporter, Reporter
 from govcloud.services.migration.work import Work
 
@@ -76,8 +76,9 @@ class RunContext:
     """One run of one plan's wave: the journal (one connection per thread), the ports and options."""
 
     def __init__(self, plan: Plan, wave: Wave, work: list[Work], options: MigrateOptions, ports: Ports, keys: Keys,
-                 journal_file: Path, reporter: Reporter | None = None) -> None:
+                 journal_file: Path, reporter: Reporter | None = None, topology: Topology | None = None) -> None:
         self.plan = plan
+        self.topology = topology  # the regions' images per OS (None: only an --image override can boot)
         self.wave = wave
         self.work = work
         self.by_id = {w.id: w for w in work}

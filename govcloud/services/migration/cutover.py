@@ -1,8 +1,10 @@
-"""Step ``cutover`` (inside the wave's window): stop the legacy app, make each kind of data on the
-targets equal to the stopped source, start the target apps, switch the endpoint to the primary target.
+"""Step ``cutover`` (inside the wave's window): the ``before_cutover`` hooks, stop the legacy services
+(``apps``: declared order, db hosts last), make each kind of data on the targets equal to the stopped
+source, start the target services (db hosts first), switch the endpoint to the primary target, then
+the ``after_cutover`` hooks on the targets.
 
 Journal: the intent names the per-migration keys and the window's end; the fact ``source_stopped_at``
-as soon as the legacy app is stopped (a resumed cutover keeps the first stop time, so the measured
+as soon as the legacy services are stopped (a resumed cutover keeps the first stop time, so the measured
 downtime is honest); outcome ``cutover``. A failure after the stop puts the system back on its legacy
 hosts at once (``apps.restore_legacy``) and leaves it ``failed`` with last good ``synced``.
 """
@@ -17,9 +19,11 @@ from zoneinfo import ZoneInfo
 
 from govcloud.errors import GovcloudError, OutsideWindowError, RefusedError
 from govcloud.migrate.records import Target, TargetStarts, transfer_keys_for
+from govcloud.migrate.services import Control
 from govcloud.migrate.state import Action
 from govcloud.migrate.targets import window_state
-from govcloud.services.migration import apps
+from govcloud.model.services import HookPoint
+from govcloud.services.migration import apps, hooks
 from govcloud.services.migration.context import Outcome, RunContext
 from govcloud.services.migration.kinds import kinds_of
 from govcloud.services.migration.options import FACT_WINDOW_END
@@ -55,7 +59,7 @@ def run(ctx: RunContext, w: Work) -> None:
             ctx.record(w.id, "cutover", FACT_WINDOW_END, window_end)
             out.update(_stop_and_sync(ctx, w, targets))
             ctx.fault("cutover.after_final_sync", w.id)
-            starts = TargetStarts({t.name: apps.target_app(ctx, t, "start") for t in targets})
+            starts = TargetStarts(apps.start_targets(ctx, w, targets))
             out[TargetStarts.KEY] = starts.to_fact()
             ctx.record(w.id, "cutover", TargetStarts.KEY, starts.to_fact())
             ctx.fault("cutover.after_start", w.id)
@@ -63,6 +67,7 @@ def run(ctx: RunContext, w: Work) -> None:
             switched = True
             ctx.fault("cutover.after_switch", w.id)
             out["endpoint"] = primary.ip
+            hooks.run_point(ctx, w, HookPoint.AFTER_CUTOVER, targets)
     except GovcloudError as exc:
         if isinstance(exc, RefusedError):
             raise
@@ -77,7 +82,8 @@ def _stop_and_sync(ctx: RunContext, w: Work, targets: Sequence[Target]) -> Outco
     with contextlib.ExitStack() as stack:
         finals = [stack.enter_context(kind.before_stop(ctx, w, targets)) for kind in kinds_of(w)]
         stopped_at = _stopped_at(ctx, w)
-        apps.legacy_all(ctx, w, "stop")
+        hooks.run_point(ctx, w, HookPoint.BEFORE_CUTOVER, targets)
+        apps.legacy_all(ctx, w, Control.STOP)
         if stopped_at is None:
             ctx.record(w.id, "cutover", "source_stopped_at", time.time())
         ctx.fault("cutover.after_stop", w.id)

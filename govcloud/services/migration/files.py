@@ -20,11 +20,12 @@ from dataclasses import dataclass, field
 from govcloud.adapters.ports import Endpoint, Manifest, MigrationKey, RsyncSpec
 from govcloud.errors import MigrationError
 from govcloud.migrate.records import SyncedManifests, SyncStats, Target
+from govcloud.migrate.services import copy_jobs
 from govcloud.migrate.state import SyncDecision, sync_decision
 from govcloud.migrate.steps import composite
 from govcloud.services.migration.context import Outcome, RunContext
 from govcloud.services.migration.datakind import FinalPass
-from govcloud.services.migration.options import APP_DIR, APP_EXCLUDES, FACT_BYTES
+from govcloud.services.migration.options import FACT_BYTES
 from govcloud.services.migration.work import Work
 
 SourceManifests = dict[str, str]  # "legacy-host:path" -> digest
@@ -120,7 +121,7 @@ def push_all(ctx: RunContext, w: Work, targets: Sequence[Target], *, checksum: b
               ctx.ports.hosts.transfer_key(src_ep, ctx.target_ep(t), mig_id=t.name[:64])) as key:
             ctx.fault(f"{step}.after_key", w.id)
             host = w.host(t.legacy_host)
-            jobs: list[tuple[str, tuple[str, ...]]] = [*((p, ()) for p in host.data), (APP_DIR, APP_EXCLUDES)]
+            jobs = [(j.path, j.excludes) for j in copy_jobs(host)]
 
             def one(job: tuple[str, tuple[str, ...]]) -> None:
                 path, excludes = job
@@ -133,10 +134,10 @@ def push_all(ctx: RunContext, w: Work, targets: Sequence[Target], *, checksum: b
                     ctx.reporter.step(w.id, step, total=max(total, 1), done=min(total, moved))
 
             # the paths side by side (one rsync process each on the legacy host): the small ones
-            # (the app) no longer add an ssh handshake and a file-list pass to the big one's time
+            # (a service's software) no longer add an ssh handshake and a file-list pass to the big one's time
             dirs = [p.rstrip("/") + "/" for p, _ in jobs]
             nested = any(a != b and a.startswith(b) for a in dirs for b in dirs)
-            with ThreadPoolExecutor(max_workers=1 if nested else len(jobs)) as paths:
+            with ThreadPoolExecutor(max_workers=1 if nested else max(1, len(jobs))) as paths:
                 list(paths.map(one, jobs))
 
     with ThreadPoolExecutor(max_workers=max(1, min(4, len(targets)))) as pool:
@@ -168,7 +169,9 @@ def record_sync(ctx: RunContext, w: Work, step: str, decision: SyncDecision, sta
 
 
 class FileData:
-    """Directories (each host's ``data`` paths and the app directory), moved by rsync."""
+    """Directories (each host's ``data`` paths and its services' directories), moved by rsync; the data
+    paths are proven equal by manifests, the service directories (minus their excludes and runtime
+    paths, which a manifest cannot leave out) by rsync's own exit status."""
 
     name = "files"
 

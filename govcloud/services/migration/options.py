@@ -17,12 +17,7 @@ from govcloud.migrate.targets import TargetSpec
 log = logging.getLogger(__name__)
 
 MIGRATION_TAG = "govcloud:migration"  # Nova tag on every server a migration boots (the ownership tag)
-APP_DIR = "/srv/app"  # the legacy application's files (synced with the data)
-APP_EXCLUDES = ("sampleapp.pid", "sampleapp.log")  # runtime files of the app, never synced
-LEGACY_APP_CTL = "/usr/bin/python3 /srv/app/sampleapp.py"  # the legacy host's "service unit"
-TARGET_APP_CTL = "/srv/govcloud/app-ctl"  # installed by playbooks/roles/migrate_target
 FACT_BYTES, FACT_DOWNTIME, FACT_WINDOW_END = "bytes_sent", "downtime_seconds", "window_end"
-DEFAULT_IMAGE = "fake-image"
 
 
 @dataclass(frozen=True)
@@ -40,12 +35,14 @@ class MigrateOptions:
     journal: Path | None = None
     dns_key: Path | None = None  # the TSIG key file (default: $GOVCLOUD_DNS_KEY, else the state directory's)
     clouds_yaml: Path | None = None
-    image: str = DEFAULT_IMAGE
+    # every target boots this image instead of its region's image for its host's OS (``--image``); None:
+    # the topology's ``images`` decide per host (docs/inventory.md, "Target images")
+    image: str | None = None
     timezone: str = "Asia/Shanghai"
-    app_port: int = 8080
+    app_port: int = 8080  # recorded with the service name (names carry no port)
     boot_timeout: float = 300.0
     ssh_wait: float = 300.0
-    health_timeout: float = 60.0
+    health_timeout: float | None = None  # caps every health check's deadline_s (None: the inventory's)
     control_path_dir: Path | None = None
     command: str = "run"
     allow_stale_plan: bool = False  # run a plan whose inventory_digest is not the inventories' (audited)
@@ -55,7 +52,7 @@ class MigrateOptions:
         return {"plan_file": str(self.plan_file), "wave": self.wave, "systems": list(self.systems),
                 "concurrency": self.concurrency, "manual_cutover": self.manual_cutover,
                 "known_hosts": str(self.known_hosts), "ssh_key": str(self.ssh_key or ""),
-                "target_key": str(self.target_key or ""), "image": self.image, "timezone": self.timezone,
+                "target_key": str(self.target_key or ""), "image": self.image or "", "timezone": self.timezone,
                 "allow_stale_plan": self.allow_stale_plan}
 
 
@@ -131,7 +128,7 @@ def _recorded(o: dict[str, Any]) -> dict[str, Any]:
     """The keyword arguments of MigrateOptions that a run records (``as_record``)."""
     return {"known_hosts": Path(o["known_hosts"]), "ssh_key": Path(o["ssh_key"]) if o.get("ssh_key") else None,
             "target_key": Path(o["target_key"]) if o.get("target_key") else None,
-            "image": o.get("image", DEFAULT_IMAGE), "timezone": o.get("timezone", "Asia/Shanghai")}
+            "image": o.get("image") or None, "timezone": o.get("timezone", "Asia/Shanghai")}
 
 
 def resume_options(root: Path, journal: Path | None, plan: str | None, **override: Any) -> MigrateOptions:

@@ -1,6 +1,8 @@
-"""Step ``preflight`` (a batch): every legacy host reachable with strict host keys and its data paths
-present and measured, dependencies migrated or in this run, and the cloud ready (landing zones,
-keypair holding our key, image, flavors, quota, site capacity). All problems of all systems are
+"""Step ``preflight`` (a batch): every legacy host reachable with strict host keys, its data paths and
+service directories present and measured, every http/tcp health check's port listening, an image for
+each host's OS in each region its targets go to (its declared ``os``, else its ``/etc/os-release``),
+the system's ``ansible_role`` a role of the project, dependencies migrated or in this run, and the
+cloud ready (landing zones, keypair holding our key, the images, flavors, quota, site capacity). All problems of all systems are
 listed together, and nothing is provisioned while there is one.
 
 Every problem is a :class:`~govcloud.errors.Diagnostic`, so the user sees it as input errors are
@@ -8,14 +10,17 @@ shown: where (the inventory entry of the host or system at fault, or the file), 
 ``path``), what, and the fix (its ``hint``). The journal keeps each as the one line it always held,
 ``<system>: <what>; fix: <how>``, so journals written before read the same.
 
-Journal: an intent per system, then ``preflight_passed`` with the fact ``source_bytes``, or
+Journal: an intent per system, then ``preflight_passed`` with the facts ``source_bytes``,
+``target_images`` (server -> image: what provisioning boots) and ``host_os``, or
 ``failed`` with the problems (the whole batch fails together).
 """
 
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 
+from govcloud.adapters.ports import Endpoint
 from govcloud.errors import (
     Diagnostic,
     GovcloudError,
@@ -24,6 +29,7 @@ from govcloud.errors import (
     PreflightError,
     SSHError,
 )
+from govcloud.migrate.services import directories
 from govcloud.migrate.state import Action, Event, State
 from govcloud.migrate.zones import (
     CloudCheck,
@@ -33,10 +39,13 @@ from govcloud.migrate.zones import (
     zone_problems,
 )
 from govcloud.model import Host
+from govcloud.model.services import OsSpec
+from govcloud.services.migration import images
 from govcloud.services.migration.cloud import existing_servers, read_zones
 from govcloud.services.migration.context import RunContext
-from govcloud.services.migration.options import APP_DIR
 from govcloud.services.migration.work import Work
+
+HostOs = dict[str, dict[str, OsSpec]]  # system -> (host -> OS read from the host)
 
 
 def run(ctx: RunContext, works: list[Work]) -> None:
@@ -46,17 +55,21 @@ def run(ctx: RunContext, works: list[Work]) -> None:
     intents = {w.id: ctx.journal.intent(ctx.run_id, ctx.plan.name, w.id, Action.PREFLIGHT) for w in works}
     ctx.fault("preflight.after_intent", works[0].id)
     problems: Problems = {w.id: [] for w in works}
-    sizes = _check_hosts(ctx, works, problems)
+    sizes, found_os = _check_hosts(ctx, works, problems)
+    chosen = _check_images(ctx, works, found_os, problems)
     _check_dependencies(ctx, works, problems)
     _check_databases(works, problems)
+    _check_roles(ctx, works, problems)
     _check_names(ctx, works, problems)
     try:
-        _check_cloud(ctx, works, problems)
+        _check_cloud(ctx, works, chosen, problems)
     except GovcloudError as exc:
         for w in works:
             problems[w.id].append(Diagnostic(w.system.source, w.id, f"the cloud could not be checked: {exc.message}",
                                              exc.hint or "check clouds.yaml"))
     _record(ctx, works, intents, problems, sizes)
+    for w in works:
+        images.record(ctx, w, chosen[w.id], found_os.get(w.id, {}))
     _publish_names(ctx, works)
 
 
@@ -120,44 +133,101 @@ def journal_line(d: Diagnostic) -> str:
     return f"{d.path}: {d.message}; fix: {d.hint}" if d.hint else f"{d.path}: {d.message}"
 
 
-def _check_hosts(ctx: RunContext, works: list[Work], problems: Problems) -> dict[str, int]:
-    """Bytes per system (its data paths and app directory), problems added for what is not there."""
+@dataclass
+class _HostFindings:
+    """What the preflight found on one legacy host."""
+
+    problems: list[Diagnostic] = field(default_factory=list)
+    bytes: int = 0
+    os: OsSpec | None = None  # from its /etc/os-release (read only when the inventory declares none)
+
+
+def _check_hosts(ctx: RunContext, works: list[Work], problems: Problems) -> tuple[dict[str, int], HostOs]:
+    """Bytes per system (its data paths and service directories) and the OS of each host that declares
+    none; problems added for what is not there."""
     sizes: dict[str, int] = {}
+    found_os: HostOs = {w.id: {} for w in works}
     known_hosts = ctx.options.known_hosts
     if not known_hosts.is_file():
         missing = f"known_hosts file {known_hosts} not found"
         for w in works:
             problems[w.id].append(Diagnostic(Location(str(known_hosts)), w.id, missing,
                                              "pass --known-hosts (or GOVCLOUD_KNOWN_HOSTS) with the hosts' keys"))
-        return sizes
-
-    def check_host(w: Work, host: Host) -> tuple[str, list[Diagnostic], int]:
-        errs: list[Diagnostic] = []
-        total = 0
-        ep = ctx.legacy_ep(w.system, host.name)
-        try:
-            ctx.ports.hosts.connect(ep)
-        except HostKeyError as exc:
-            fix = exc.hint or "check the host's key out of band, then correct known_hosts"
-            return w.id, [Diagnostic(host.source, w.id, f"legacy host {ep.label}: {exc.message}", fix)], 0
-        except SSHError as exc:
-            what = f"legacy host {ep.label} unreachable: {exc.message}"
-            fix = exc.hint or "check the address, the route and that sshd runs"
-            return w.id, [Diagnostic(host.source, w.id, what, fix)], 0
-        for path in (*host.data, APP_DIR):
-            try:
-                total += ctx.ports.hosts.measure(ep, path)
-            except SSHError as exc:
-                errs.append(Diagnostic(host.source, w.id, f"legacy host {ep.label}: {exc.message}",
-                                       f"correct the data path in the inventory or restore {path} on the host"))
-        return w.id, errs, total
+        return sizes, found_os
 
     jobs = [(w, h) for w in works for h in w.system.hosts]
     with ThreadPoolExecutor(max_workers=max(1, min(16, len(jobs)))) as pool:
-        for sid, errs, total in pool.map(lambda a: check_host(*a), jobs):
-            problems[sid].extend(errs)
-            sizes[sid] = sizes.get(sid, 0) + total
-    return sizes
+        for (w, h), f in zip(jobs, pool.map(lambda a: _check_host(ctx, *a), jobs), strict=True):
+            problems[w.id].extend(f.problems)
+            sizes[w.id] = sizes.get(w.id, 0) + f.bytes
+            if f.os is not None:
+                found_os[w.id][h.name] = f.os
+    return sizes, found_os
+
+
+def _check_host(ctx: RunContext, w: Work, host: Host) -> _HostFindings:
+    out = _HostFindings()
+    ep = ctx.legacy_ep(w.system, host.name)
+    try:
+        ctx.ports.hosts.connect(ep)
+    except HostKeyError as exc:
+        fix = exc.hint or "check the host's key out of band, then correct known_hosts"
+        out.problems.append(Diagnostic(host.source, w.id, f"legacy host {ep.label}: {exc.message}", fix))
+        return out
+    except SSHError as exc:
+        what = f"legacy host {ep.label} unreachable: {exc.message}"
+        fix = exc.hint or "check the address, the route and that sshd runs"
+        out.problems.append(Diagnostic(host.source, w.id, what, fix))
+        return out
+    for path in (*host.data, *directories(host)):
+        try:
+            out.bytes += ctx.ports.hosts.measure(ep, path)
+        except SSHError as exc:
+            fix = (f"correct the data path in the inventory or restore {path} on the host" if path in host.data
+                   else f"correct the service's directories in the inventory or restore {path} on the host")
+            out.problems.append(Diagnostic(host.source, w.id, f"legacy host {ep.label}: {exc.message}", fix))
+    try:
+        out.problems += _unlistened(ctx, w, host, ep)
+        if host.os is None:
+            out.os = ctx.ports.hosts.os_release(ep)
+    except SSHError as exc:
+        out.problems.append(Diagnostic(host.source, w.id, f"legacy host {ep.label}: {exc.message}",
+                                       exc.hint or "check the host"))
+    return out
+
+
+def _unlistened(ctx: RunContext, w: Work, host: Host, ep: Endpoint) -> list[Diagnostic]:
+    """A check on a port its service does not listen on would fail only after the cutover, with the
+    legacy services stopped: each http/tcp check's port must be listening on the legacy host now."""
+    wanted = [(s, c) for s in host.services for c in s.checks if c.port is not None]
+    if not wanted:
+        return []
+    listening = ctx.ports.hosts.listening_ports(ep)
+    return [Diagnostic(c.source, w.id, f"health check {s.name}/{c.name} probes port {c.port} on {ep.label}, where "
+                       f"nothing listens", f"start {s.name} on {host.name}, or correct the check's port (listening "
+                       f"now: {', '.join(map(str, sorted(listening))) or 'none'})")
+            for s, c in wanted if c.port not in listening]
+
+
+def _check_images(ctx: RunContext, works: list[Work], found_os: HostOs, problems: Problems) -> dict[str, dict[str, str]]:
+    """Each system's target images (server name -> image), the hosts without one added as problems."""
+    chosen: dict[str, dict[str, str]] = {}
+    for w in works:
+        chosen[w.id], missing = images.choose(ctx, w, found_os.get(w.id, {}))
+        reached = not any(d.message.startswith("legacy host") for d in problems[w.id])
+        problems[w.id].extend(missing if reached else [])
+    return chosen
+
+
+def _check_roles(ctx: RunContext, works: list[Work], problems: Problems) -> None:
+    """A system's ``ansible_role`` must be a role of the project (playbooks/roles), or its targets could
+    not be configured after they were booted."""
+    for w in works:
+        role = w.system.ansible_role
+        if role and not ctx.ports.configure.has_role(role):
+            problems[w.id].append(Diagnostic(w.system.source, w.id, f"ansible_role {role} is not a role of the "
+                                             "project", f"add playbooks/roles/{role} (tasks/main.yml), or correct "
+                                             "the system's ansible_role"))
 
 
 def _check_dependencies(ctx: RunContext, works: list[Work], problems: Problems) -> None:
@@ -171,16 +241,17 @@ def _check_dependencies(ctx: RunContext, works: list[Work], problems: Problems) 
                     f"{ctx.wave.number}", f"migrate {d} first (its wave) or add it with --systems"))
 
 
-def _check_cloud(ctx: RunContext, works: list[Work], problems: Problems) -> None:
+def _check_cloud(ctx: RunContext, works: list[Work], chosen: dict[str, dict[str, str]], problems: Problems) -> None:
     """Read what the pure checks (``govcloud.migrate.zones``) compare against, once, then ask them."""
     zones = read_zones(ctx, works)
     existing = frozenset(existing_servers(ctx))
-    partial = CloudCheck(zones=zones, existing=existing, free={}, image=ctx.options.image,
+    by_server = {name: image for w in works for name, image in chosen[w.id].items()}
+    partial = CloudCheck(zones=zones, existing=existing, free={}, images=by_server,
                          target_public_key=ctx.keys.target_public, target_key_label=str(ctx.keys.target))
     systems = [w.for_checks() for w in works]
     free: dict[str, SiteCapacity] = {}
     for region in sorted(set(sites_to_check(systems, partial).values())):
         free.update(ctx.ports.cloud.site_capacity(region))
-    check = CloudCheck(zones=zones, existing=existing, free=free, image=partial.image,
+    check = CloudCheck(zones=zones, existing=existing, free=free, images=partial.images,
                        target_public_key=partial.target_public_key, target_key_label=partial.target_key_label)
     zone_problems(systems, check, problems)

@@ -1,6 +1,7 @@
-"""Step ``rollback``: the legacy app back, the endpoint back on the legacy host, the target apps stopped
-(the targets are kept for inspection). Run by the driver after a failed verify, by a resume that finds
-a cutover cut short, and by ``govcloud migrate rollback SYSTEM``.
+"""Step ``rollback``: the ``before_rollback`` hooks, the target services stopped (the targets are kept
+for inspection), the legacy services started again as declared, the endpoint back on the legacy host,
+and every legacy check passing. Run by the driver after a failed verify (a failing check or smoke
+test), by a resume that finds a cutover cut short, and by ``govcloud migrate rollback SYSTEM``.
 
 Journal: the intent with the reason; outcome ``rolled_back``.
 """

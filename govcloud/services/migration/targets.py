@@ -17,9 +17,11 @@ from concurrent.futures import ThreadPoolExecutor
 from govcloud.adapters.ports import TargetHost
 from govcloud.errors import GovcloudError, MigrationError, SSHError
 from govcloud.migrate.records import Target
+from govcloud.migrate.services import directories, systemd_units
 from govcloud.migrate.state import Action, Event
 from govcloud.migrate.targets import TargetSpec
 from govcloud.migrate.zones import BootRequest, FlavorRef, LandingZone, ServerInfo
+from govcloud.services.migration import images
 from govcloud.services.migration.cloud import (
     GONE,
     existing_servers,
@@ -38,7 +40,7 @@ POLL_SECONDS = 1.0
 
 Failed = dict[str, str]  # system -> why
 ServerIds = dict[str, dict[str, str]]  # system -> (server name -> id)
-Boot = tuple[Work, TargetSpec, LandingZone, FlavorRef]
+Boot = tuple[Work, TargetSpec, LandingZone, FlavorRef, str]  # ..., the image's id
 
 
 def run(ctx: RunContext, works: list[Work]) -> None:
@@ -98,6 +100,7 @@ def _to_boot(ctx: RunContext, works: list[Work], existing: Mapping[str, ServerIn
              failed: Failed) -> tuple[ServerIds, list[Boot]]:
     """The ids of servers booted earlier, and the servers still to boot (with their zone and flavor)."""
     zones = read_zones(ctx, works)
+    chosen = {w.id: images.chosen(ctx, w) for w in works}
     ids: ServerIds = {w.id: {} for w in works}
     to_boot: list[Boot] = []
     for w in works:
@@ -107,17 +110,19 @@ def _to_boot(ctx: RunContext, works: list[Work], existing: Mapping[str, ServerIn
                 continue
             z = zones[(spec.region, spec.department)]
             fl = z.flavor_for(spec) if z else None
-            if z is None or fl is None:
-                failed[w.id] = f"landing zone or flavor for {spec.name} missing in {spec.region} (preflight passed earlier)"
+            image_id = z.images.get(chosen[w.id].get(spec.name, "")) if z else None
+            if z is None or fl is None or image_id is None:
+                failed[w.id] = (f"landing zone, flavor or image for {spec.name} missing in {spec.region} "
+                                "(preflight passed earlier: run it again by `govcloud migrate run`)")
                 continue
-            to_boot.append((w, spec, z, fl))
+            to_boot.append((w, spec, z, fl, image_id))
     return ids, to_boot
 
 
 def _boot(ctx: RunContext, to_boot: list[Boot], ids: ServerIds, failed: Failed) -> None:
     def boot(item: Boot) -> tuple[str, str, str, str]:
-        w, spec, z, fl = item
-        request = BootRequest(name=spec.name, image_id=z.images[ctx.options.image], flavor_id=fl.id,
+        w, spec, z, fl, image_id = item
+        request = BootRequest(name=spec.name, image_id=image_id, flavor_id=fl.id,
                               network_id=z.network_id or "", availability_zone=spec.site, key_name=z.keypair or "",
                               metadata=spec.metadata(ctx.plan.name),
                               tags=(MIGRATION_TAG, f"govcloud:system={w.id}"), security_groups=z.security_groups)
@@ -230,9 +235,22 @@ def _configure(ctx: RunContext, works: list[Work], targets: Mapping[str, list[Ta
     if not works:
         return
     owner = {t.name: w.id for w in works for t in targets[w.id]}
-    hosts = [TargetHost(name=t.name, address=t.ip, region=t.region, site=t.site, department=w.system.department,
-                        system=w.id, data=t.data) for w in works for t in targets[w.id]]
+    hosts = [_target_host(w, t) for w in works for t in targets[w.id]]
     ctx.reporter.phase(f"configure: Ansible on {len(hosts)} target(s)")
     for name, why in ctx.ports.configure.configure(hosts).items():
         if name in owner:
             failed[owner[name]] = why
+
+
+def _target_host(w: Work, t: Target) -> TargetHost:
+    """What the migrate_target role needs for ``t``: the directories the sync fills, its legacy host's
+    packages, the systemd units no synced directory brings (a package must provide them), and the
+    system's own role."""
+    host = w.host(t.legacy_host)
+    dirs = directories(host)
+    units = tuple(u for u in systemd_units(host)
+                  if not any(f"/etc/systemd/system/{u}".startswith(d.rstrip("/") + "/") for d in dirs))
+    packages = tuple(dict.fromkeys(p for s in host.services for p in s.packages))
+    return TargetHost(name=t.name, address=t.ip, region=t.region, site=t.site, department=w.system.department,
+                      system=w.id, data=(*t.data, *dirs), packages=packages, units=units,
+                      ansible_role=w.system.ansible_role or "")
