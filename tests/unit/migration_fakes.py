@@ -39,6 +39,7 @@ from govcloud.services.migration.context import Ports
 from tests.unit.endpoint_fake import MemoryEndpoints
 
 SITES = {"gz": ("gz-a", "gz-b"), "st": ("st-a",)}
+TARGET_NET = "10.250.0."  # the addresses FakeCloud gives the servers it boots
 Tree = dict[str, bytes]  # relative file name -> content
 
 
@@ -68,6 +69,7 @@ class FakeHosts:
         self.broken_start: set[str] = set()  # addresses whose services' start fails (exit 1, not running)
         self.commands: list[tuple[str, str]] = []  # (address, command) of every run, in order
         self.scripts: dict[str, CommandResult] = {}  # what a command (a hook, a check) answers; default exit 0
+        self.target_scripts: dict[str, CommandResult] = {}  # the same, on the targets (FakeCloud's 10.250.0.x) only
         self.os_reads: list[str] = []  # addresses whose os-release was read
 
     def add(self, address: str, trees: dict[str, Tree], *, running: bool = False) -> FakeHost:
@@ -147,6 +149,8 @@ class FakeHosts:
         self.commands.append((host.address, command))
         words = command.split()
         action = words[1] if words[0] == "systemctl" and len(words) > 1 else words[-1]
+        if host.address.startswith(TARGET_NET) and command in self.target_scripts:
+            return self.target_scripts[command]
         if command in self.scripts:
             return self.scripts[command]
         if action == "start" and host.address in self.broken_start:
@@ -202,6 +206,7 @@ class FakeCloud:
         self.hosts = hosts
         self.servers: dict[str, tuple[str, ServerInfo]] = {}  # id -> (region, server)
         self.boots: list[str] = []
+        self.booted_images: dict[str, str] = {}  # server name -> image id
         self.deleted: list[str] = []
         self.error_next: set[str] = set()  # server names whose next boot goes to ERROR
         self.fail_boot: set[str] = set()  # server names whose create request fails
@@ -211,7 +216,7 @@ class FakeCloud:
         self.quota = QuotaSet(200, 800_000, 100)
         self.keypair_public_key: str | None = None
         self.free = SiteCapacity(64, 262_144)
-        self._ips = (f"10.250.0.{n}" for n in itertools.count(10))
+        self._ips = (f"{TARGET_NET}{n}" for n in itertools.count(10))
         self._ids = (f"srv-{n}" for n in itertools.count(1))
 
     def find_project_id(self, name: str) -> str | None:
@@ -233,6 +238,7 @@ class FakeCloud:
         if request.name in self.fail_boot:
             raise OpenStackError(f"create server {request.name}: 500 Internal Server Error")
         self.boots.append(request.name)
+        self.booted_images[request.name] = request.image_id
         sid, ip = next(self._ids), next(self._ips)
         status = "ERROR" if request.name in self.error_next else "ACTIVE"
         self.error_next.discard(request.name)
