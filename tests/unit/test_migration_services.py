@@ -181,7 +181,7 @@ def _hooks(*hooks: Hook) -> Inventory:
 
 
 def test_hooks_run_where_they_belong_and_are_journaled_without_secrets(env: tuple[World, Path]) -> None:
-    w, tmp = env
+    w, _ = env
     w.hosts.scripts["/opt/drain"] = CommandResult("/opt/drain", 0, "drained\npassword=hunter2 ok\n", "")
     inv = _hooks(Hook(HookPoint.BEFORE_CUTOVER, "tmig-web-09", "/opt/drain", 60.0),
                  Hook(HookPoint.AFTER_CUTOVER, "tmig-web-09", "nginx -t"),
