@@ -24,8 +24,9 @@ def cloud_options(fn: Callable[..., Any]) -> Callable[..., Any]:
                      help="Only this region (Keystone projects are shared and always considered)."),
         click.option("--department", "departments", multiple=True, metavar="ID",
                      help="Only these departments (repeatable). With --prune, may name one that left the inventory."),
-        click.option("--image", default="fake-image", show_default=True, envvar="GOVCLOUD_IMAGE",
-                     help="Image the systems boot from (checked to exist in each region)."),
+        click.option("--image", default=None, envvar="GOVCLOUD_IMAGE", metavar="NAME",
+                     help="Check this one image instead of the images the topology maps per OS in each region "
+                          "(checked to exist, never created)."),
         click.option("--clouds-yaml", type=click.Path(dir_okay=False, path_type=Path), envvar="OS_CLIENT_CONFIG_FILE",
                      help="clouds.yaml holding the clouds named in topology.yaml [env OS_CLIENT_CONFIG_FILE]."),
         click.option("--timeout", type=click.FloatRange(min=1), default=30.0, show_default=True,
@@ -36,7 +37,7 @@ def cloud_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     return fn
 
 
-def _options(region: str, departments: tuple[str, ...], image: str, clouds_yaml: Path | None, timeout: float,
+def _options(region: str, departments: tuple[str, ...], image: str | None, clouds_yaml: Path | None, timeout: float,
              prune: bool, concurrency: int = 8) -> Any:
     from govcloud.services.provision import ProvisionOptions
 
@@ -96,7 +97,7 @@ def provision() -> None:
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Save the plan here for `apply FILE`.")
 @click.option("--prune", is_flag=True, help="Plan deletions of managed objects no longer in the inventory.")
 @pass_app
-def plan_cmd(app: AppContext, region: str, departments: tuple[str, ...], image: str, clouds_yaml: Path | None,
+def plan_cmd(app: AppContext, region: str, departments: tuple[str, ...], image: str | None, clouds_yaml: Path | None,
              timeout: float, out: Path | None, prune: bool) -> int:
     """Read the cloud, diff it against the inventories, print the plan (exit 3 if changes are pending)."""
     from govcloud.services.provision import make_plan, save_plan
@@ -120,7 +121,7 @@ def plan_cmd(app: AppContext, region: str, departments: tuple[str, ...], image: 
 @click.option("--concurrency", type=click.IntRange(min=1, max=32), default=8, show_default=True,
               help="Requests in flight per region and service.")
 @pass_app
-def apply_cmd(app: AppContext, plan_file: Path | None, region: str, departments: tuple[str, ...], image: str,
+def apply_cmd(app: AppContext, plan_file: Path | None, region: str, departments: tuple[str, ...], image: str | None,
               clouds_yaml: Path | None, timeout: float, prune: bool, yes: bool, concurrency: int) -> int:
     """Apply the plan: a saved FILE exactly (refused if the cloud drifted), or a fresh one."""
     from govcloud.services.provision import check_saved_plan, make_plan, read_plan

@@ -49,7 +49,8 @@ class DesiredOptions:
     """Knobs of the desired state. ``headroom``: quota margin over the systems' needs (0.25 = 25 %)."""
 
     headroom: float = 0.25
-    image: str = "fake-image"  # the image servers boot from; the devcloud's default
+    # the one image every server boots (``--image``); None: the images the region maps per OS (topology)
+    image: str | None = None
     public_key: str = ""  # operator key (``ssh-ed25519 AAAA...``) for the department keypairs
     regions: tuple[str, ...] = ()  # empty: every region
     departments: tuple[str, ...] = ()  # empty: every department
@@ -363,11 +364,14 @@ def _server_groups(inventory: Inventory, dept: Department, region: str) -> list[
 
 def _require(requirements: dict[tuple[str, str, str], Requirement], inventory: Inventory, options: DesiredOptions,
              dept: Department, region: str, regions: tuple[str, ...]) -> None:
-    """What the systems need but govcloud does not create: the image, and a flavor per host size."""
-    img = (region, "image", options.image)
-    prev = requirements.get(img)
-    requirements[img] = Requirement("image", region, options.image,
-                                    needed_by=tuple(sorted({*(prev.needed_by if prev else ()), dept.id})))
+    """What the systems need but govcloud does not create: the images (the ``--image`` override, else each
+    one the region's topology maps an OS to: the images migrations boot), and a flavor per host size."""
+    names = (options.image,) if options.image else tuple(i.image for i in inventory.topology.region(region).images)
+    for name in dict.fromkeys(names):
+        img = (region, "image", name)
+        prev = requirements.get(img)
+        requirements[img] = Requirement("image", region, name,
+                                        needed_by=tuple(sorted({*(prev.needed_by if prev else ()), dept.id})))
     primary = inventory.topology.primary_region
     for s in _systems(dept, inventory):
         if region not in regions_of(s, inventory):

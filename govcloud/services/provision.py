@@ -65,7 +65,7 @@ class ProvisionOptions:
     regions: tuple[str, ...] = ()
     departments: tuple[str, ...] = ()
     prune: bool = False
-    image: str = "fake-image"
+    image: str | None = None  # --image: one image for all; None: the topology's images per region
     headroom: float = 0.25
     clouds_yaml: Path | None = None
     timeout: float = 30.0

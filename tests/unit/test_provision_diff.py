@@ -135,7 +135,8 @@ def test_immutable_difference_is_a_blocking_error(desired) -> None:  # type: ign
     assert plan.errors and "cannot change in place" in plan.errors[0].message and plan.changes == ()
 
 
-def test_missing_image_blocks_and_small_flavors_warn(desired) -> None:  # type: ignore[no-untyped-def]
+def test_missing_image_blocks_and_small_flavors_warn(inv) -> None:  # type: ignore[no-untyped-def]
+    desired = build_desired(inv, DesiredOptions(public_key=KEY, image="fake-image"))  # --image: no topology images
     plan = diff(desired, Observed(tuple(converged(desired)), (("gz", (Flavor("tiny", 1, 512),)),), (("gz", ()),), ("gz",)))
     assert any("image 'fake-image' not found in region gz" in f.message for f in plan.errors)
     assert any(f.severity == "warning" and "no flavor with at least" in f.message for f in plan.findings)
