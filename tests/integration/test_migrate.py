@@ -228,6 +228,16 @@ def assert_migrated(e: Env, journal: str, systems: tuple[str, ...]) -> None:
         assert downtime and 0 < downtime[-1][2] < 60
 
 
+def _listens(address: str, port: int) -> bool:
+    import socket
+
+    try:
+        socket.create_connection((address, port), timeout=1).close()
+        return True
+    except OSError:
+        return False
+
+
 def inside_window_now() -> bool:
     from govcloud.migrate.targets import window_state
     from govcloud.model import Window
@@ -321,9 +331,11 @@ def test_a_broken_target_app_is_rolled_back_and_the_legacy_service_is_healthy(en
     targets = facts(env.journal("rb.sqlite"), "tmig-db", "targets")[-1][2]
     primary = next(t for t in targets if t["primary"])
     # break the application on the target: its port is taken (the sync would undo a broken file under
-    # /srv/app), so the declared start command fails (exit 1); the squatter goes by itself after 10 min
-    squat = "setsid timeout 600 python3 -m http.server 8080 </dev/null >/dev/null 2>&1 & sleep 1"
+    # /srv/app), so the declared app cannot serve its /health; the squatter dies with the target's lab
+    # host, or by itself after 10 min
+    squat = "setsid timeout 600 python3 -m http.server 8080 </dev/null >/dev/null 2>&1 &"
     assert env.lab.exec(primary["ip"], ["sh", "-c", squat]).returncode == 0
+    wait_for(lambda: _listens(primary["ip"], 8080), timeout=30, what="the squatter on the target's port 8080")
     r = env.govcloud("migrate", "cutover", "tmig-db", "--outside-window", journal="rb.sqlite")
     assert r.returncode == 1, r.stdout + r.stderr
     assert "not healthy" in r.stdout + r.stderr
