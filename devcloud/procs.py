@@ -159,6 +159,29 @@ class ProcessRegistry:
                 except ProcessLookupError:
                     pass
 
+    def marked(self, env_line: str) -> list[int]:
+        """Live processes whose environment holds exactly ``env_line`` (``KEY=VALUE``), outside the group
+        and session of every recorded process that is still alive.
+
+        A service gets such a line when it starts; a ``up`` killed between starting one and writing its
+        PID file leaves it unrecorded, in its own session under init, holding a port the next ``up``
+        needs. This finds it whether or not any recorded process died.
+        """
+        alive = {p for n in self.names() if (p := self.pid(n)) is not None}
+        out: list[int] = []
+        for d in Path("/proc").iterdir():
+            if not d.name.isdigit() or int(d.name) == os.getpid():
+                continue
+            try:
+                f = (d / "stat").read_text().rsplit(")", 1)[1].split()
+            except (OSError, IndexError):
+                continue
+            if f[0] == "Z" or int(f[2]) in alive or int(f[3]) in alive:
+                continue
+            if env_line in _environ(d).split("\n"):
+                out.append(int(d.name))
+        return sorted(out)
+
     def orphans(self, marker: str, env_marker: str | None = None) -> list[int]:
         """Live processes left behind by recorded ones that died (a SIGKILL reaches one process, not its
         group): in the dead one's process group or session (each recorded process leads both), started

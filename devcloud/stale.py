@@ -51,7 +51,8 @@ class CloudFacts:
     alive: tuple[str, ...]  # of those, the very process still running (start time matches), not a zombie
     ready_marker: bool  # state/cloud/READY: the last `up` finished
     ready: bool  # `devcloud status` READY: every service alive and answering, marker written
-    orphans: int = 0  # live processes left by recorded ones that died (their session, our paths)
+    orphans: int = 0  # live processes a kill left: of recorded ones that died (their session, our paths),
+    # or carrying this cloud's environment line with no PID file naming them
 
 
 def judge_cloud(f: CloudFacts) -> Verdict:
@@ -66,7 +67,7 @@ def judge_cloud(f: CloudFacts) -> Verdict:
     if f.alive and not dead:
         facts.append("not READY")
     if f.orphans:
-        facts.append(f"{f.orphans} orphaned children of dead ones")
+        facts.append(f"{f.orphans} orphaned or unrecorded processes of this cloud")
     facts.append("READY marker present" if f.ready_marker else "no READY marker")
     return Verdict(CLEAN, stale_line("cloud", facts, killed=not (f.alive or f.orphans), noun="cloud state"))
 

@@ -34,6 +34,15 @@ def report_stale(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
 
+_CLAIMED: set[Path] = set()  # clouds (by DEVCLOUD_HOME) a test of this session built: the session owns them
+
+
+def claim_cloud(paths: DevcloudPaths) -> None:
+    """Mark the cloud at ``paths`` as this session's: a test builds it (its `up` is what it checks), and
+    the session fixture that adopts it then takes it down at the end, as if it had started it."""
+    _CLAIMED.add(paths.home)
+
+
 class CloudUnavailable(RuntimeError):
     """The cloud could not be brought up (missing prerequisite, install or start failure)."""
 
@@ -65,7 +74,7 @@ def ensure_cloud(paths: DevcloudPaths | None = None, *, timeout: float = UP_TIME
     """
     paths = paths or DevcloudPaths.from_env()
     if cloud_ready(paths):
-        return paths.clouds_yaml, False
+        return paths.clouds_yaml, paths.home in _CLAIMED
     r = _devcloud(["up"], paths, timeout)
     for line in r.stdout.splitlines():
         if line.startswith("cloud: stale "):
@@ -150,6 +159,17 @@ def cloud_session(paths: DevcloudPaths | None = None) -> Iterator[CloudSession]:
         yield CloudSession(clouds_yaml, started, paths)
     finally:
         teardown_cloud(started, paths)
+
+
+def discard_zones(session: CloudSession, prefix: str) -> None:
+    """At a module's end: the landing zones of the ``<prefix>-...`` departments go, unless the cloud is
+    this session's (disposable), whose `devcloud down` discards them with everything else.
+
+    Deleting them one API call at a time cost 10-15 s per module. Servers are not left to it: the lab
+    makes hosts of them, so each module deletes its own first.
+    """
+    if not session.disposable:
+        purge_prefixed(session.connect, prefix)
 
 
 def purge_prefixed(connect: Any, prefix: str) -> None:

@@ -180,7 +180,9 @@ def _wait_apis(lay: CloudLayout, svcs: list[services.Service], timeout: float) -
 
 
 def _venv_task(lay: CloudLayout, name: str, module: str, args: list[str], password: str) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "PYTHONPATH": _pythonpath(lay), "PYTHONWARNINGS": "ignore", "DEVCLOUD_PASSWORD": password}
+    key, value = _marker(lay).split("=", 1)
+    env = {**os.environ, "PYTHONPATH": _pythonpath(lay), "PYTHONWARNINGS": "ignore", "DEVCLOUD_PASSWORD": password,
+           key: value}
     env.pop("OS_CLOUD", None)
     lay.registry().forget(name)
     return lay.registry().spawn(name, [lay.bin("python"), "-m", module, *args], log=lay.log / f"{name}.log", env=env)
@@ -198,8 +200,22 @@ def _await_tasks(lay: CloudLayout, procs: dict[str, subprocess.Popen[bytes]], ti
             raise DevcloudError(f"{name} failed (exit {rc})", lay.log / f"{name}.log")
 
 
+def _marker(lay: CloudLayout) -> str:
+    """The environment line every process this cloud starts carries: how a later ``up`` knows one
+    that a kill left unrecorded (started, PID file not yet written) as this cloud's."""
+    return f"DEVCLOUD_CLOUD_STATE={lay.state}"
+
+
 def _start(lay: CloudLayout, svc: services.Service) -> None:
-    lay.registry().start(svc.name, svc.argv, log=lay.log / f"{svc.name}.out", env=svc.env)
+    key, value = _marker(lay).split("=", 1)
+    lay.registry().start(svc.name, svc.argv, log=lay.log / f"{svc.name}.out", env={**svc.env, key: value})
+
+
+def _leftovers(lay: CloudLayout) -> list[int]:
+    """What a kill left of this cloud: children of dead recorded processes, and marked processes no
+    PID file names."""
+    reg = lay.registry()
+    return sorted(set(reg.orphans(str(lay.paths.home), str(lay.state))) | set(reg.marked(_marker(lay))))
 
 
 def up(paths: DevcloudPaths, say: Say, *, install: bool = True, use_cache: bool = True) -> bool:
@@ -211,12 +227,12 @@ def up(paths: DevcloudPaths, say: Say, *, install: bool = True, use_cache: bool 
 
 def survey(lay: CloudLayout, report: StatusReport) -> stale.CloudFacts:
     """What an earlier run left: recorded processes (alive = the very process, by start time), the
-    READY marker, orphaned children of dead ones."""
+    READY marker, orphaned children of dead ones and unrecorded processes of this cloud."""
     reg = lay.registry()
     names = reg.names()
     return stale.CloudFacts(
         recorded=tuple(names), alive=tuple(n for n in names if reg.alive(n)), ready_marker=lay.ready_marker.exists(),
-        ready=report.ready, orphans=len(reg.orphans(str(lay.paths.home), str(lay.state))),
+        ready=report.ready, orphans=len(_leftovers(lay)),
     )
 
 
@@ -314,7 +330,7 @@ def _stop_all(lay: CloudLayout, graceful: bool = True) -> list[str]:
     """
     reg = lay.registry()
     names = reg.names()
-    orphans = reg.orphans(str(lay.paths.home), str(lay.state))  # what a SIGKILL left: uwsgi workers, epmd ...
+    orphans = _leftovers(lay)  # what a SIGKILL left: uwsgi workers, epmd, a service started but not recorded ...
     lay.ready_marker.unlink(missing_ok=True)  # first: the lab's watcher then knows this cloud's servers are gone
     infra = [n for n, _ in INFRA]
     reg.stop_many([n for n in names if n not in infra], timeout=15 if graceful else 3)

@@ -1,13 +1,17 @@
 """The devcloud OpenStack control plane, for real: CLI, boots per AZ, region isolation, status, down.
 
 One session-scoped cloud (reused if already READY, brought down at the end only if this session
-started it). Servers booted here are deleted again. The last test stops the cloud, checks that no
-recorded process survives, and brings it back up from the schema cache (timed).
+started it). When none runs, the first test builds it, over a `devcloud up` it killed half-way. Servers
+booted here are deleted again. At the end a dead compute must make the cloud NOT READY, and the last
+test stops the cloud and checks that no recorded process survives (a developer's cloud is brought back
+up from the schema cache).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -45,6 +49,59 @@ def _devcloud(*args: str, env: dict[str, str] | None = None, timeout: float = 60
     e = dict(env if env is not None else os.environ)
     e["PYTHONPATH"] = os.pathsep.join(p for p in (PKG_PARENT, e.get("PYTHONPATH", "")) if p)
     return subprocess.run([sys.executable, "-m", "devcloud", *args], env=e, capture_output=True, text=True, timeout=timeout)
+
+
+def test_up_over_a_killed_up_cleans_it_and_builds_a_fresh_cloud(request: pytest.FixtureRequest, tmp_path: Path) -> None:
+    """First of all (no test has asked for the cloud yet): a `devcloud up` SIGKILLed half-way, with every
+    process it started (by the PIDs in their own PID files), is what a killed CI run leaves; the next `up`
+    says so in one line, cleans it and builds a fresh cloud. That cloud is then the session's.
+
+    A cloud already running (a developer's, a demo's) is not killed for this: the lifecycle test
+    test_a_dead_compute_makes_the_cloud_not_ready_and_up_resets_it checks the reset on it instead.
+    """
+    from devcloud.cloud.layout import CloudLayout
+    from devcloud.paths import DevcloudPaths
+    from devcloud.procs import wait_for
+    from devcloud.testing import claim_cloud, cloud_ready
+
+    paths = DevcloudPaths.from_env()
+    if cloud_ready(paths):
+        request.getfixturevalue("devcloud_cloud")
+        pytest.skip("a running cloud was adopted: its reset is checked at the end, on a dead compute")
+    log = tmp_path / "up.log"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1",
+           "PYTHONPATH": os.pathsep.join(p for p in (PKG_PARENT, os.environ.get("PYTHONPATH", "")) if p)}
+    with log.open("w") as out:
+        up = subprocess.Popen([sys.executable, "-m", "devcloud", "up"], env=env, stdout=out, stderr=subprocess.STDOUT,
+                              start_new_session=True)
+    try:
+        wait_for(lambda: "catalog registered" in log.read_text() or up.poll() is not None, timeout=300,
+                 what="devcloud up to register the catalog")
+    finally:
+        with contextlib.suppress(ProcessLookupError):  # it ended by itself: the assertion below shows why
+            os.killpg(up.pid, signal.SIGKILL)
+        up.wait()
+    assert up.returncode == -signal.SIGKILL, log.read_text()  # killed half-way, not finished
+    reg = CloudLayout(paths).registry()
+    killed = []
+    for name in reg.names():
+        if (pid := reg.pid(name)) is not None:
+            try:
+                os.killpg(pid, signal.SIGKILL)
+                killed.append(name)
+            except ProcessLookupError:
+                pass
+    assert "mysqld" in killed and "rabbitmq" in killed, (killed, log.read_text())
+    r = _devcloud("status")
+    assert r.returncode == 1 and "NOT READY" in r.stdout, r.stdout
+    claim_cloud(paths)  # from here the session owns what `up` builds, and takes it down at the end
+    r = _devcloud("up")
+    assert r.returncode == 0, r.stdout + r.stderr
+    stale = [line for line in r.stdout.splitlines() if line.startswith("cloud: stale ")]
+    assert len(stale) == 1 and stale[0].endswith(": cleaned"), r.stdout
+    print(stale[0])
+    assert _devcloud("status").returncode == 0
+    assert request.getfixturevalue("devcloud_cloud").disposable
 
 
 @pytest.fixture(scope="class")
@@ -182,10 +239,12 @@ def _alive(pid: int) -> bool:
 
 
 @pytest.mark.lifecycle
-def test_up_resets_a_broken_cloud(cloud: CloudSession) -> None:
-    """A compute that died (SIGKILL: a real crash) makes the cloud NOT READY; `up` then starts a fresh one."""
-    import signal
+def test_a_dead_compute_makes_the_cloud_not_ready_and_up_resets_it(cloud: CloudSession) -> None:
+    """A compute that died (SIGKILL: a real crash) makes the cloud NOT READY, naming it.
 
+    On a developer's cloud, `up` then starts a fresh one (which must say so). The session's own cloud
+    is left to test_down_leaves_no_process, next: its `up` over a killed `up` was checked first of all.
+    """
     from devcloud.cloud.layout import CloudLayout
 
     reg = CloudLayout(cloud.paths).registry()
@@ -196,6 +255,8 @@ def test_up_resets_a_broken_cloud(cloud: CloudSession) -> None:
     assert r.returncode == 1, r.stdout
     unhealthy = next(line for line in r.stdout.splitlines() if line.startswith("NOT READY"))
     assert "nova-compute-st-a-cmp1" in unhealthy, r.stdout
+    if cloud.disposable:
+        return
     r = _devcloud("up")
     assert r.returncode == 0, r.stdout + r.stderr
     # the time to READY is a figure for devcloud/README.md, not an assertion; the cache must have been used

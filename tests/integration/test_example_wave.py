@@ -4,10 +4,11 @@ What the demo does, checked independently: `govcloud plan` on the shipped invent
 provision apply` of the landing zones, the wave's legacy hosts (sample app + generated data), then
 `govcloud migrate run wave-plan --wave 1` as a real subprocess.
 
-Two sizes of the same test. The default suite migrates a slice of wave 1 (`SLICE`: 10 systems, 29
-servers) chosen to keep what the whole wave exercises: three dependency levels (nr-chdl -> nr-gtkj
--> nr-kczy), all three placements, single systems with one and two hosts, a system whose
-dependency is in another department, and more systems than the run's concurrency. The whole wave
+Two sizes of the same test. The default suite migrates a slice of wave 1 (`SLICE`: 10 systems, 20
+servers, 4 departments) chosen to keep what the whole wave exercises, on the fewest servers: three
+dependency levels (nr-chdl -> nr-gtkj -> nr-kczy and nr-wpzf), all three placements, single systems
+with one and two hosts (nr-wpzf), a system whose dependency is in another department (slt-stbc ->
+nr-chdl), and more systems than the run's concurrency. The whole wave
 (50 systems, 170 servers) is the scale tier's (`bash scripts/test.sh --scale`). Afterwards, for every system of the
 wave and without trusting the engine's own verdict: the servers Nova holds under the migration's tag
 (as many as the placement needs, no duplicates), for every target the sha256 of every file under each
@@ -48,8 +49,8 @@ pytestmark = [pytest.mark.integration, pytest.mark.cloud_last]
 REPO = Path(__file__).resolve().parents[2]
 SERVERS_PER_HOST = {"active-active": 2, "active-standby": 2, "single": 1}
 # wave 1's slice for the default suite (see the module's docstring); None is the whole wave
-SLICE = ("nr-chdl", "nr-gtkj", "nr-kczy", "nr-dzzh", "nr-slzy", "slt-sqjc", "slt-skaq",
-         "zsj-corp-db", "amr-jlgl", "whlyt-lyjc")
+SLICE = ("nr-chdl", "nr-gtkj", "nr-kczy", "nr-wpzf", "nr-dzzh", "nr-slzy", "slt-stbc",
+         "amr-bzxx", "amr-zlcc", "mca-qhdm")
 
 
 @dataclass

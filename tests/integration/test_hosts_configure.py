@@ -22,7 +22,7 @@ import pytest
 from click.testing import CliRunner
 
 from devcloud.procs import wait_for
-from devcloud.testing import CloudSession, purge_prefixed
+from devcloud.testing import CloudSession, discard_zones
 
 pytestmark = pytest.mark.integration
 
@@ -98,7 +98,7 @@ def servers(session: CloudSession, lab: Any, tmp_path_factory: pytest.TempPathFa
             wait_for(lambda: not [s for s in admin.compute.servers(all_projects=True) if s.id in made], timeout=120,
                      interval=1, what="test servers deleted")
             reconcile(lab, clouds_yaml=session.clouds_yaml)
-        purge_prefixed(session.connect, prefix)
+        discard_zones(session, prefix)
         for k, v in old.items():
             if v is None:
                 os.environ.pop(k, None)

@@ -5,7 +5,8 @@ active-standby, tmig-web single, and tmig-bad for the preflight) gets its landin
 `govcloud provision apply`; its legacy hosts (10.240.31.x) come from ``devcloud.lab.legacy.create_legacy``
 with the sample app and generated data. Every command runs as a real ``govcloud`` subprocess. Booted
 servers become lab hosts through the lab's reconcile watcher (`devcloud lab up` starts it). Everything made here is removed at the end (servers by the
-migration's ownership tag, lab hosts by name, the landing zone by prefix).
+migration's ownership tag, lab hosts by name, the landing zone by prefix, unless the cloud is the session's own: its
+`devcloud down` discards it).
 
 The only fault injected is the crash itself: ``GOVCLOUD_FAULT_KILL_AT`` makes the migrate process
 SIGKILL itself at a named point, which no real part can do on cue.
@@ -29,7 +30,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from devcloud.procs import wait_for
-from devcloud.testing import CloudSession, purge_prefixed
+from devcloud.testing import CloudSession, discard_zones
 
 pytestmark = pytest.mark.integration
 
@@ -135,7 +136,7 @@ def env(devcloud_cloud: CloudSession, tmp_path_factory: pytest.TempPathFactory) 
                 for h in hosts:
                     lab.remove_host(h)
             reconcile(lab, clouds_yaml=devcloud_cloud.clouds_yaml)
-            purge_prefixed(devcloud_cloud.connect, "tmig")
+            discard_zones(devcloud_cloud, "tmig")
             dns.forget(list(LEGACY_HOSTS))  # no stale record of a removed system
 
 
@@ -273,29 +274,6 @@ def test_preflight_lists_unreachable_host_and_wrong_host_key_and_provisions_noth
     assert state_of(env, "pre.sqlite")["tmig-bad"] == "failed"
 
 
-def test_wave_migrates_end_to_end_and_the_audit_log_holds(env: Env) -> None:
-    fresh(env, WAVE1)
-    r = env.govcloud("migrate", "run", str(PLAN), "--wave", "1", "--outside-window", *env.migrate_args(), journal="e2e.sqlite")
-    assert r.returncode == 0, r.stdout + r.stderr
-    assert all(s in r.stdout for s in WAVE1), r.stdout  # the per-system outcome table
-    assert state_of(env, "e2e.sqlite") == {s: "done" for s in WAVE1}
-    assert_migrated(env, "e2e.sqlite", WAVE1)
-    # the legacy side is stopped but intact
-    from devcloud.lab.legacy import app_control
-
-    rc, _ = app_control(env.lab, "tmig-db-01", "status")
-    assert rc == 3
-    assert sha_tree(env.lab, "tmig-db-01", "/srv/tmig-db")
-    # audit: intact, then one edited record is caught
-    r = env.govcloud("audit", "verify", journal="e2e.sqlite")
-    assert r.returncode == 0, r.stderr
-    with sqlite3.connect(env.journal("e2e.sqlite")) as db:
-        seq = db.execute("SELECT seq FROM audit WHERE action = 'migrate.cutover' AND result = 'ok' LIMIT 1").fetchone()[0]
-        db.execute("UPDATE audit SET result = 'failed' WHERE seq = ?", (seq,))
-    r = env.govcloud("audit", "verify", journal="e2e.sqlite")
-    assert r.returncode == 1 and f"record {seq}" in r.stderr and "edited" in r.stderr, r.stderr
-
-
 def test_source_changed_between_warm_sync_and_cutover_moves_the_delta(env: Env) -> None:
     fresh(env, ("tmig-db",))
     r = env.govcloud("migrate", "run", str(PLAN), "--wave", "1", "--systems", "tmig-db", "--manual-cutover",
@@ -397,6 +375,12 @@ def test_cutover_and_rollback_move_the_name_and_clients_in_other_sites_follow(en
 
 
 def test_kill_9_at_every_crash_point_then_resume_completes_without_duplicates_or_recopy(env: Env) -> None:
+    """Wave 1 end to end through a SIGKILL at every crash point, and the audit log holds.
+
+    This is also the module's end-to-end wave check (outcome table, servers, data, health, names, the
+    legacy side stopped but intact, the audit chain and a tampered record caught); the run that is never
+    interrupted is test_example_wave's.
+    """
     fresh(env, WAVE1)
     j = "crash.sqlite"
     first = env.govcloud("migrate", "run", str(PLAN), "--wave", "1", "--outside-window", *env.migrate_args(),
@@ -407,8 +391,15 @@ def test_kill_9_at_every_crash_point_then_resume_completes_without_duplicates_or
         assert r.returncode == -9, f"{point}: not reached: {r.stdout}{r.stderr}"
     r = env.govcloud("migrate", "resume", "--outside-window", journal=j)
     assert r.returncode == 0, r.stdout + r.stderr
+    assert all(s in r.stdout for s in WAVE1), r.stdout  # the per-system outcome table
     assert state_of(env, j) == {s: "done" for s in WAVE1}
     assert_migrated(env, j, WAVE1)
+    # the legacy side is stopped but intact
+    from devcloud.lab.legacy import app_control
+
+    rc, _ = app_control(env.lab, "tmig-db-01", "status")
+    assert rc == 3
+    assert sha_tree(env.lab, "tmig-db-01", "/srv/tmig-db")
     # tmig-db lived through every crash: its data was copied once (by the run killed after rsync);
     # every sync journalled afterwards moved no file data (only rsync's file list)
     literal = facts(env.journal(j), "tmig-db", "literal_data")
@@ -419,8 +410,14 @@ def test_kill_9_at_every_crash_point_then_resume_completes_without_duplicates_or
     for t in facts(env.journal(j), "tmig-db", "targets")[-1][2]:
         keys = env.lab.exec(t["ip"], ["cat", "/root/.ssh/authorized_keys"]).stdout
         assert "govcloud-mig-" not in keys
+    # audit: intact through every crash, then one edited record is caught
     r = env.govcloud("audit", "verify", journal=j)
     assert r.returncode == 0, r.stderr
+    with sqlite3.connect(env.journal(j)) as db:
+        seq = db.execute("SELECT seq FROM audit WHERE action = 'migrate.cutover' AND result = 'ok' LIMIT 1").fetchone()[0]
+        db.execute("UPDATE audit SET result = 'failed' WHERE seq = ?", (seq,))
+    r = env.govcloud("audit", "verify", journal=j)
+    assert r.returncode == 1 and f"record {seq}" in r.stderr and "edited" in r.stderr, r.stderr
 
 
 def test_preflight_refuses_a_target_key_the_department_keypair_does_not_hold(env: Env, tmp_path: Path) -> None:

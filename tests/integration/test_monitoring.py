@@ -41,7 +41,7 @@ import yaml
 from devcloud.lab.api import Lab
 from devcloud.lab.testing import http_get, lab_session, require_watcher
 from devcloud.procs import wait_for
-from devcloud.testing import CloudSession, purge_prefixed, require
+from devcloud.testing import CloudSession, discard_zones, require
 
 pytestmark = pytest.mark.integration
 
@@ -262,7 +262,7 @@ def migration(devcloud_cloud: CloudSession, lab: Lab, project: Project) -> Itera
         _delete_servers(devcloud_cloud)
         lab.remove_host(LEGACY_HOST)
         reconcile(lab, clouds_yaml=devcloud_cloud.clouds_yaml)
-        purge_prefixed(devcloud_cloud.connect, PREFIX)
+        discard_zones(devcloud_cloud, PREFIX)
         from devcloud.lab.dns import LabDns
 
         LabDns(lab).forget([SYSTEM])  # no record left pointing at a deleted server

@@ -125,7 +125,7 @@ def test_judge_cloud() -> None:
     # only a marker (its PID files lost), or only orphans of a dead leader
     assert stale.judge_cloud(stale.CloudFacts((), (), True, False)).action == stale.CLEAN
     orphaned = stale.judge_cloud(stale.CloudFacts(("keystone",), (), False, False, orphans=2))
-    assert "2 orphaned children of dead ones" in orphaned.line and "partly dead" in orphaned.line
+    assert "2 orphaned or unrecorded processes of this cloud" in orphaned.line and "partly dead" in orphaned.line
 
 
 # ---------------------------------------------------------------- pg, dns, monitor
