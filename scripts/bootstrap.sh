@@ -24,7 +24,9 @@ if [ ! -x .venv/bin/python ] || [ ! -f "$stamp" ] || [ setup.cfg -nt "$stamp" ];
   [ -x .venv/bin/python ] || "$PY" -m venv .venv
   : >"$PIPLOG"
   pip_logged install -q --upgrade pip
-  pip_logged install -q -e '.[test]'
+  # --no-compile: byte-compiling every installed module (ansible-core alone has thousands) took more than
+  # half of the install; Python compiles what it imports, when it imports it
+  pip_logged install -q --no-compile -e '.[test]'
   touch "$stamp"
   echo "govcloud: installed into .venv with its test tools in $((SECONDS - t0)) s (log: $PIPLOG)"
 else

@@ -132,6 +132,10 @@ def prepare_host_dir(files: LabFiles, h: HostSpec) -> Path:
     _render("sshd_config", d / "etc" / "sshd_config", hostdir=str(d))
     _render("ssh_config", d / "etc" / "ssh_config", known_hosts=str(files.known_hosts))
     (d / "etc" / "resolv.conf").write_text(resolv_conf(h.site))  # bind-mounted by host-init.sh
+    # its own name resolves locally, as Debian's installer and cloud-init write it: looking it up in DNS
+    # instead (Ansible's fact gathering does, by getfqdn) waited 10 s whenever the lab's DNS was down
+    (d / "etc" / "hosts").write_text(f"127.0.0.1\tlocalhost\n127.0.1.1\t{h.hostname}\n"
+                                     "::1\tlocalhost ip6-localhost ip6-loopback\n")  # bind-mounted too
     return d
 
 

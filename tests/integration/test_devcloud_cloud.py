@@ -52,7 +52,8 @@ def _devcloud(*args: str, env: dict[str, str] | None = None, timeout: float = 60
 
 
 def test_up_over_a_killed_up_cleans_it_and_builds_a_fresh_cloud(request: pytest.FixtureRequest, tmp_path: Path) -> None:
-    """First of all (no test has asked for the cloud yet): a `devcloud up` SIGKILLed half-way, with every
+    """First of all (no test has asked for the cloud yet): a `devcloud up` SIGKILLed half-way (MariaDB,
+    RabbitMQ and Keystone running, the catalog being registered), with every
     process it started (by the PIDs in their own PID files), is what a killed CI run leaves; the next `up`
     says so in one line, cleans it and builds a fresh cloud. That cloud is then the session's.
 
@@ -75,8 +76,8 @@ def test_up_over_a_killed_up_cleans_it_and_builds_a_fresh_cloud(request: pytest.
         up = subprocess.Popen([sys.executable, "-m", "devcloud", "up"], env=env, stdout=out, stderr=subprocess.STDOUT,
                               start_new_session=True)
     try:
-        wait_for(lambda: "catalog registered" in log.read_text() or up.poll() is not None, timeout=300,
-                 what="devcloud up to register the catalog")
+        wait_for(lambda: "keystone up" in log.read_text() or up.poll() is not None, timeout=300,
+                 what="devcloud up to start Keystone")
     finally:
         with contextlib.suppress(ProcessLookupError):  # it ended by itself: the assertion below shows why
             os.killpg(up.pid, signal.SIGKILL)
