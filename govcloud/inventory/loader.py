@@ -9,7 +9,7 @@ import gc
 import hashlib
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -162,11 +162,28 @@ def _validate(root: Path) -> ValidationReport:
         diags.append(Diagnostic(Location(_display(root, root / INVENTORY_DIR / DEPARTMENTS_DIR)), "",
                                 "no department files found", "add departments/<id>.yaml files", severity="warning"))
     diags.extend(check_departments(topology, departments, defined_elsewhere))
-    ordered = tuple(sorted(diags, key=lambda d: (d.location, d.path, d.message)))
+    ordered = merge_aliased(sorted(diags, key=lambda d: (d.location, d.path, d.message)))
     inventory = None
     if topology is not None and not any(d.severity == "error" for d in ordered):
         inventory = build_inventory(topology, departments, digest_of(named), tuple(d for d in ordered if d.severity == "warning"))
     return ValidationReport(inventory, ordered, len(named))
+
+
+def merge_aliased(diags: list[Diagnostic]) -> tuple[Diagnostic, ...]:
+    """One finding per place: a YAML anchor reused through aliases (``services: *sampleapp`` on every
+    host) puts the same mistake at the same line under many paths; listing it once per host buried
+    everything else. The first path stays, with how many more places share the block."""
+    groups: dict[tuple[object, ...], list[Diagnostic]] = {}
+    for d in diags:
+        groups.setdefault((d.location, d.message, d.hint, d.severity), []).append(d)
+    out = []
+    for same in groups.values():
+        first = same[0]
+        if len(same) > 1:
+            first = replace(first, path=f"{first.path} (and {len(same) - 1} more place(s) that reuse this block "
+                                        "through a YAML alias)")
+        out.append(first)
+    return tuple(out)
 
 
 def _system_ids(data: Any) -> set[str]:
