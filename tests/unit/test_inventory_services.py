@@ -65,6 +65,7 @@ SYSTEM = """\
     ansible_role: hrss_si_app
 """
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "inventory.md"
+MIGRATION_DOCS = DOCS.parent / "migration.md"
 IMAGES = "    network_pool: 10.246.0.0/15\n    images: {debian: {\"12\": debian-12-gov}}\n"
 
 
@@ -321,9 +322,11 @@ def test_an_image_entry_must_be_keyed_by_os(project: Path, run_cli) -> None:  # 
 
 
 def test_the_documented_example_validates(project: Path, run_cli) -> None:  # type: ignore[no-untyped-def]
-    """docs/inventory.md's Tomcat + nginx system and its images, pasted into the mini inventory."""
+    """docs/migration.md's Tomcat + nginx system and docs/inventory.md's images, pasted into the mini inventory."""
+    text = MIGRATION_DOCS.read_text(encoding="utf-8")
+    system = re.findall(r"```yaml\n(.*?)```", text[text.index("### A typical Tomcat + nginx system"):], re.DOTALL)[0]
     text = DOCS.read_text(encoding="utf-8")
-    system, images = re.findall(r"```yaml\n(.*?)```", text[text.index("### Services, hooks"):], re.DOTALL)[:2]
+    images = re.findall(r"```yaml\n(.*?)```", text[text.index("### Target images"):], re.DOTALL)[0]
     hosts = system[system.index("    hosts:\n"):]
     edit(project, HRSS, "    hosts:\n" + FLOW_HOST, hosts)
     edit(project, TOPO, "    network_pool: 10.244.0.0/15\n",
