@@ -8,6 +8,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import IntEnum
+from typing import Literal
+
+Cause = Literal["input", "runtime"]
+"""Whose a finding is to fix: ``input``, the inventories, topology, plan or command line (exit 2 when
+every finding is one); ``runtime``, the world they describe (a host, the cloud, a name server)."""
 
 
 class ExitCode(IntEnum):
@@ -37,13 +42,20 @@ class Location:
 
 @dataclass(frozen=True)
 class Diagnostic:
-    """One finding about the input: an error (blocks) or a warning (reported, exit 0)."""
+    """One finding about the input: an error (blocks) or a warning (reported, exit 0).
+
+    ``cause`` matters only where findings of both kinds are listed together, the migration preflight
+    (:class:`PreflightError`): what ``validate``, ``plan check`` and the loaders find is input, hence the
+    default; the preflight marks what the hosts, the cloud or the name servers are at fault for
+    ``runtime``. It is neither rendered nor in :meth:`as_dict`: the text and the JSON stay as they were.
+    """
 
     location: Location
     path: str
     message: str
     hint: str = ""
     severity: str = "error"  # "error" | "warning"
+    cause: Cause = "input"
 
     def render(self) -> str:
         where = f"{self.location}: {self.path}: " if self.path else f"{self.location}: "
@@ -221,11 +233,20 @@ class MigrationError(RuntimeFailure):
 class PreflightError(RuntimeFailure):
     """The pre-flight checks found problems; nothing was provisioned. Every problem is a diagnostic, as
     input errors are: where (the inventory entry of the host or system, or the file at fault), which
-    system (its ``path``), what, and how to fix it (its ``hint``)."""
+    system (its ``path``), what, and how to fix it (its ``hint``).
+
+    Exit 2 (invalid input) when every problem is the inventories' or the topology's (``cause`` "input":
+    no image for a host's OS, a health check on a port nothing listens on, an unknown ``ansible_role``),
+    as `validate` would exit had it been able to see them; exit 1 as soon as one is the world's (a host
+    unreachable, a key changed, the cloud or a name server not ready): retrying may then succeed without
+    an edit. One class either way, so callers catch one exception and read ``exit_code``.
+    """
 
     def __init__(self, message: str, *, hint: str = "", diagnostics: tuple[Diagnostic, ...] = ()) -> None:
         super().__init__(message, hint=hint)
         self.diagnostics = diagnostics
+        if diagnostics and all(d.cause == "input" for d in diagnostics):
+            self.exit_code = ExitCode.INVALID_INPUT
 
     def render(self) -> str:
         return "\n".join([*(d.render() for d in self.diagnostics), super().render()])

@@ -123,8 +123,9 @@ Problems = dict[str, list[Diagnostic]]  # system id -> what keeps it from migrat
 
 
 def problem(w: WaveSystem, what: str, fix: str) -> Diagnostic:
-    """A problem of ``w``: at its inventory entry, the system as the path, ``fix`` as the hint."""
-    return Diagnostic(w.source, w.id, what, fix)
+    """A problem of ``w``: at its inventory entry, the system as the path, ``fix`` as the hint; the
+    cloud's to fix (``cause`` "runtime": its state, not the inventories, is short)."""
+    return Diagnostic(w.source, w.id, what, fix, cause="runtime")
 
 
 def _add(problems: Problems, w: WaveSystem, what: str, fix: str) -> None:

@@ -110,6 +110,7 @@ def test_preflight_lists_every_problem_and_provisions_nothing(env: tuple[World, 
     text = err.value.render()
     assert f"{unreachable.location}: tmig-app: legacy host tmig-app-01 (10.240.31.11) unreachable" in text
     assert f"\n  hint: {unreachable.hint}" in text and "nothing was provisioned" in text
+    assert err.value.exit_code == 1  # the hosts are at fault, not the inventories (exit 2 is for those alone)
     assert ctx.status("tmig-db").state == State.FAILED  # the whole batch fails together
     assert w.cloud.boots == []
     ctx.close()
@@ -135,6 +136,7 @@ def test_a_system_with_a_database_is_refused_at_preflight_until_replication_exis
             "move by replication, which this version of govcloud cannot do yet")
     fix = "migrate this system once it can (issue 13)"
     assert [(d.path, d.message, d.hint) for d in err.value.diagnostics] == [("tmig-db", what, fix)]
+    assert err.value.exit_code == 1  # govcloud's limit, not a mistake in the inventory
     assert err.value.diagnostics[0].location == INVENTORY.system("tmig-db").hosts[0].source
     # the journal keeps the one line it always kept (journals written before read the same)
     assert ctx.fact("tmig-db", "error") == f"preflight: tmig-db: {what}; fix: {fix}"
@@ -154,6 +156,7 @@ def test_preflight_names_short_quota_and_a_foreign_keypair(env: tuple[World, Pat
     text = err.value.render()
     assert "quota of gov-tmig-dept in region gz too small for this wave (cores needs 4, 3 free of 3)" in text
     assert "holds another public key than the one govcloud logs in to new servers with" in text
+    assert err.value.exit_code == 1  # the cloud's state
     ctx.close()
 
 

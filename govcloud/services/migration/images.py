@@ -3,7 +3,8 @@
 Why at preflight: a host's OS is its declared ``os`` or, when it declares none, what the legacy host's
 ``/etc/os-release`` says (read over SSH by the preflight, which connects anyway); the region's
 ``images`` map that OS to a Glance image (``govcloud.inventory.images``). A host with no image there
-is a preflight problem naming the host and the topology line to add. The choice is the fact
+is a preflight problem naming the host and the topology line to add, an input problem (exit 2 when
+the preflight finds no other kind). The choice is the fact
 ``target_images`` (server name -> image), so a resumed provisioning boots what the preflight checked.
 ``--image`` (``MigrateOptions.image``) overrides the mapping for every target.
 """
@@ -28,12 +29,12 @@ def choose(ctx: RunContext, w: Work, facts: Mapping[str, OsSpec]) -> tuple[dict[
         return {s.name: ctx.options.image for s in w.specs}, []
     if ctx.topology is None:
         return {}, [Diagnostic(w.system.source, w.id, "no topology to choose the targets' images from",
-                               "pass --image")]
+                               "pass --image", cause="input")]
     problems: list[Diagnostic] = []
     for region in sorted({s.region for s in w.specs}):
         for m in missing_images([w.system], ctx.topology, region, facts):
             d = m.diagnostic
-            problems.append(Diagnostic(d.location, w.id, d.message, d.hint))
+            problems.append(Diagnostic(d.location, w.id, d.message, d.hint, cause="input"))
     out: dict[str, str] = {}
     for spec in w.specs:
         host = w.host(spec.legacy_host)

@@ -10,6 +10,13 @@ shown: where (the inventory entry of the host or system at fault, or the file), 
 ``path``), what, and the fix (its ``hint``). The journal keeps each as the one line it always held,
 ``<system>: <what>; fix: <how>``, so journals written before read the same.
 
+Each problem also says whose it is to fix (its ``cause``): the inventories' or topology's ("input":
+no image for a host's OS in a region its targets go to, a health check on a port nothing listens on
+at the legacy host, an ``ansible_role`` the project does not have) or the world's ("runtime": every
+other, a host unreachable or its key changed, a path missing on it, the cloud, the name servers, a
+dependency not migrated yet). :class:`~govcloud.errors.PreflightError` exits 2 when all are input,
+as `validate` exits for what it can see without the hosts, else 1.
+
 Journal: an intent per system, then ``preflight_passed`` with the facts ``source_bytes``,
 ``target_images`` (server -> image: what provisioning boots) and ``host_os``, or
 ``failed`` with the problems (the whole batch fails together).
@@ -66,7 +73,7 @@ def run(ctx: RunContext, works: list[Work]) -> None:
     except GovcloudError as exc:
         for w in works:
             problems[w.id].append(Diagnostic(w.system.source, w.id, f"the cloud could not be checked: {exc.message}",
-                                             exc.hint or "check clouds.yaml"))
+                                             exc.hint or "check clouds.yaml", cause="runtime"))
     _record(ctx, works, intents, problems, sizes)
     for w in works:
         images.record(ctx, w, chosen[w.id], found_os.get(w.id, {}))
@@ -83,7 +90,7 @@ def _check_databases(works: list[Work], problems: Problems) -> None:
                 problems[w.id].append(Diagnostic(
                     h.source, w.id, f"{h.name} ({h.address}) runs {db.engine.value} {db.version} on port {db.port} "
                     f"({db.data_dir}): databases move by replication, which this version of govcloud cannot do yet",
-                    "migrate this system once it can (issue 13)"))
+                    "migrate this system once it can (issue 13)", cause="runtime"))
 
 
 def _check_names(ctx: RunContext, works: list[Work], problems: Problems) -> None:
@@ -93,7 +100,7 @@ def _check_names(ctx: RunContext, works: list[Work], problems: Problems) -> None
     except GovcloudError as exc:
         for w in works:
             problems[w.id].append(Diagnostic(w.system.source, w.id, f"service names cannot be switched: {exc.message}",
-                                             exc.hint or "check the DNS servers"))
+                                             exc.hint or "check the DNS servers", cause="runtime"))
 
 
 def _publish_names(ctx: RunContext, works: list[Work]) -> None:
@@ -122,8 +129,11 @@ def _record(ctx: RunContext, works: list[Work], intents: dict[str, int], problem
             ctx.journal.outcome(intents[w.id], Event.PREFLIGHT_PASSED, {"source_bytes": sizes.get(w.id, 0)})
     if failed:
         found = tuple(d for sid in sorted(failed) for d in failed[sid])
+        inputs = sum(d.cause == "input" for d in found)
+        whose = (", all in the inventories or topology" if inputs == len(found)
+                 else f" ({inputs} in the inventories or topology)" if inputs else "")
         raise PreflightError(f"preflight found {len(found)} problem(s) in {len(failed)} system(s) of wave "
-                             f"{ctx.wave.number}; nothing was provisioned", diagnostics=found,
+                             f"{ctx.wave.number}{whose}; nothing was provisioned", diagnostics=found,
                              hint="fix each problem, then run `govcloud migrate run` (or resume) again")
 
 
@@ -152,7 +162,8 @@ def _check_hosts(ctx: RunContext, works: list[Work], problems: Problems) -> tupl
         missing = f"known_hosts file {known_hosts} not found"
         for w in works:
             problems[w.id].append(Diagnostic(Location(str(known_hosts)), w.id, missing,
-                                             "pass --known-hosts (or GOVCLOUD_KNOWN_HOSTS) with the hosts' keys"))
+                                             "pass --known-hosts (or GOVCLOUD_KNOWN_HOSTS) with the hosts' keys",
+                                             cause="runtime"))
         return sizes, found_os
 
     jobs = [(w, h) for w in works for h in w.system.hosts]
@@ -172,12 +183,13 @@ def _check_host(ctx: RunContext, w: Work, host: Host) -> _HostFindings:
         ctx.ports.hosts.connect(ep)
     except HostKeyError as exc:
         fix = exc.hint or "check the host's key out of band, then correct known_hosts"
-        out.problems.append(Diagnostic(host.source, w.id, f"legacy host {ep.label}: {exc.message}", fix))
+        out.problems.append(Diagnostic(host.source, w.id, f"legacy host {ep.label}: {exc.message}", fix,
+                                       cause="runtime"))
         return out
     except SSHError as exc:
         what = f"legacy host {ep.label} unreachable: {exc.message}"
         fix = exc.hint or "check the address, the route and that sshd runs"
-        out.problems.append(Diagnostic(host.source, w.id, what, fix))
+        out.problems.append(Diagnostic(host.source, w.id, what, fix, cause="runtime"))
         return out
     for path in (*host.data, *directories(host)):
         try:
@@ -185,27 +197,29 @@ def _check_host(ctx: RunContext, w: Work, host: Host) -> _HostFindings:
         except SSHError as exc:
             fix = (f"correct the data path in the inventory or restore {path} on the host" if path in host.data
                    else f"correct the service's directories in the inventory or restore {path} on the host")
-            out.problems.append(Diagnostic(host.source, w.id, f"legacy host {ep.label}: {exc.message}", fix))
+            out.problems.append(Diagnostic(host.source, w.id, f"legacy host {ep.label}: {exc.message}", fix,
+                                           cause="runtime"))
     try:
         out.problems += _unlistened(ctx, w, host, ep)
         if host.os is None:
             out.os = ctx.ports.hosts.os_release(ep)
     except SSHError as exc:
         out.problems.append(Diagnostic(host.source, w.id, f"legacy host {ep.label}: {exc.message}",
-                                       exc.hint or "check the host"))
+                                       exc.hint or "check the host", cause="runtime"))
     return out
 
 
 def _unlistened(ctx: RunContext, w: Work, host: Host, ep: Endpoint) -> list[Diagnostic]:
     """A check on a port its service does not listen on would fail only after the cutover, with the
-    legacy services stopped: each http/tcp check's port must be listening on the legacy host now."""
+    legacy services stopped: each http/tcp check's port must be listening on the legacy host now. An
+    input problem, at the check's place: the host answered, and the declaration is what disagrees."""
     wanted = [(s, c) for s in host.services for c in s.checks if c.port is not None]
     if not wanted:
         return []
     listening = ctx.ports.hosts.listening_ports(ep)
     return [Diagnostic(c.source, w.id, f"health check {s.name}/{c.name} probes port {c.port} on {ep.label}, where "
                        f"nothing listens", f"start {s.name} on {host.name}, or correct the check's port (listening "
-                       f"now: {', '.join(map(str, sorted(listening))) or 'none'})")
+                       f"now: {', '.join(map(str, sorted(listening))) or 'none'})", cause="input")
             for s, c in wanted if c.port not in listening]
 
 
@@ -227,7 +241,7 @@ def _check_roles(ctx: RunContext, works: list[Work], problems: Problems) -> None
         if role and not ctx.ports.configure.has_role(role):
             problems[w.id].append(Diagnostic(w.system.source, w.id, f"ansible_role {role} is not a role of the "
                                              "project", f"add playbooks/roles/{role} (tasks/main.yml), or correct "
-                                             "the system's ansible_role"))
+                                             "the system's ansible_role", cause="input"))
 
 
 def _check_dependencies(ctx: RunContext, works: list[Work], problems: Problems) -> None:
@@ -238,7 +252,7 @@ def _check_dependencies(ctx: RunContext, works: list[Work], problems: Problems) 
             if d not in done and d not in here:
                 problems[w.id].append(Diagnostic(
                     w.system.source, w.id, f"depends on {d}, which is neither migrated nor in this run of wave "
-                    f"{ctx.wave.number}", f"migrate {d} first (its wave) or add it with --systems"))
+                    f"{ctx.wave.number}", f"migrate {d} first (its wave) or add it with --systems", cause="runtime"))
 
 
 def _check_cloud(ctx: RunContext, works: list[Work], chosen: dict[str, dict[str, str]], problems: Problems) -> None:
