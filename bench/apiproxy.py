@@ -23,7 +23,9 @@ FAULTS = ("503-before", "502-after", "timeout-after", "429")
 class ApiProxy:
     """``ApiProxy(upstream).start()`` -> the proxy's base URL; ``stop()`` when done.
 
-    ``fault_rate``: share of requests that get one of FAULTS (chosen at random, seeded):
+    ``fault_rate``: share of requests (chosen at random, seeded) that get a fault, the FAULTS in turn so
+    that every kind occurs once four requests were hit (a random kind left one out now and then, and a
+    test that needs each kind failed for no fault of the code under test):
     ``503-before`` (never forwarded), ``502-after`` and ``timeout-after`` (forwarded, the service acted,
     the answer is lost: the client must not create a duplicate), ``429`` with ``Retry-After``.
     """
@@ -83,7 +85,7 @@ class ApiProxy:
             # version discovery (GET / or /v2.x/) is spared: openstacksdk silently falls back to an
             # unversioned URL when it fails, which is a different failure than the one under test
             if self.fault_rate and path.split("?")[0].rstrip("/").count("/") > 1 and self.rng.random() < self.fault_rate:
-                fault = self.rng.choice(FAULTS)
+                fault = FAULTS[sum(self.faults.values()) % len(FAULTS)]
                 self.faults[fault] += 1
                 return fault
         return None

@@ -14,6 +14,7 @@ import shlex
 import shutil
 import subprocess
 import uuid
+import zlib
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -246,7 +247,7 @@ def test_apply_converges_through_faults_without_duplicates(zone: Zone) -> None:
             endpoint = c.endpoint_for(service).rstrip("/")
             if service == "network" and not endpoint.endswith("/v2.0"):
                 endpoint += "/v2.0"
-            p = ApiProxy(endpoint, fault_rate=0.2, seed=hash((region, service)) & 0xFFFF, hang_seconds=2.5)
+            p = ApiProxy(endpoint, fault_rate=0.2, seed=zlib.crc32(f"{region}/{service}".encode()), hang_seconds=2.5)
             p.start()
             proxies.append(p)
             kv.append((f"{service}_endpoint_override", p.url))
