@@ -34,7 +34,7 @@ from typing import NoReturn, Self
 
 import paramiko
 
-# the values are the ports' (this module is one implementation of them); older callers still import them from here
+# the values are the ports' (this module is one implementation of them)
 from govcloud.adapters.ports import (
     CommandResult,
     Endpoint,

@@ -29,7 +29,8 @@ import pytest
 
 from devcloud.procs import wait_for
 from devcloud.testing import require
-from govcloud.adapters.ssh import CommandResult, Endpoint, connect, known_hosts_lines
+from govcloud.adapters.ports import CommandResult, Endpoint
+from govcloud.adapters.ssh import connect, known_hosts_lines
 from govcloud.errors import SSHError
 
 pytestmark = pytest.mark.integration
