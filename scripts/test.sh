@@ -8,14 +8,19 @@
 #   bash scripts/test.sh --scale    the suite plus the scale tier: the whole 50-system example
 #                                   wave and the failover drills repeated (GOVCLOUD_DRILL_RUNS, 3)
 #
-# Other arguments go to pytest. A JUnit report is written to .test-results/junit.xml.
+# Other arguments go to pytest. The whole suite first takes down live stacks a demo or a developer left
+# running (one line each; GOVCLOUD_TEST_ADOPT=1 runs beside them instead); with pytest arguments
+# nothing is taken down. A JUnit report is written to .test-results/junit.xml.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 args=()
+whole=1  # the whole suite (no pytest arguments but --scale): it takes down live stacks left running
 for a in "$@"; do
   if [ "$a" = "--scale" ]; then
     export GOVCLOUD_DRILL_RUNS="${GOVCLOUD_DRILL_RUNS:-3}"
+  else
+    whole=0
   fi
   args+=("$a")
 done
@@ -26,5 +31,10 @@ done
 unset PYTHONDONTWRITEBYTECODE
 bash scripts/bootstrap.sh
 export PATH="$PWD/.venv/bin:$PATH"
+if [ "$whole" = 1 ] && [ "${GOVCLOUD_TEST_ADOPT:-}" != 1 ]; then
+  # a demo's or a developer's live stacks (devcloud, lab, monitor) would be shared with the tests: the
+  # suite builds its own instead (a killed run's dead ones are left to the ups, which say so)
+  .venv/bin/python -m devcloud.handover
+fi
 printf '\n==> pytest\n'
 exec .venv/bin/python -m pytest "${args[@]}"

@@ -170,7 +170,7 @@ def _validate(root: Path) -> ValidationReport:
 
 
 def merge_aliased(diags: list[Diagnostic]) -> tuple[Diagnostic, ...]:
-    """One finding per place: a YAML anchor reused through aliases (``services: *sampleapp`` on every
+    """One finding per place: a YAML anchor reused through aliases (``services: *webapp`` on every
     host) puts the same mistake at the same line under many paths; listing it once per host buried
     everything else. The first path stays, with how many more places share the block."""
     groups: dict[tuple[object, ...], list[Diagnostic]] = {}
