@@ -36,5 +36,11 @@ if [ "$whole" = 1 ] && [ "${GOVCLOUD_TEST_ADOPT:-}" != 1 ]; then
   # suite builds its own instead (a killed run's dead ones are left to the ups, which say so)
   .venv/bin/python -m devcloud.handover
 fi
+xdist=()
+if [ "$whole" = 1 ]; then
+  # two workers: one runs every integration test in order (their xdist group) on the one cloud and
+  # lab, the other the unit tests and static checks meanwhile, on the CPU the integration tests leave
+  xdist=(-n 2 --dist loadgroup)
+fi
 printf '\n==> pytest\n'
-exec .venv/bin/python -m pytest "${args[@]}"
+exec .venv/bin/python -m pytest "${xdist[@]}" "${args[@]}"

@@ -9,12 +9,13 @@ with ``--scale`` (``bash scripts/test.sh --scale``), which also repeats the fail
 from __future__ import annotations
 
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from hypothesis import settings
 
 DATA = Path(__file__).parent / "data"
 REPO = Path(__file__).resolve().parent.parent
@@ -63,11 +64,35 @@ def run_cli() -> Callable[..., CliResult]:
     return run
 
 
-def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    """What the `up`s found stale (a stack a killed run left) and cleaned: shown even on a green run."""
+# Timing is measured in bench/, never asserted in a test: no Hypothesis example fails for being slow
+# (the unit tests share the machine with the integration tests' cloud, scripts/test.sh runs them beside it)
+settings.register_profile("govcloud", deadline=None)
+settings.load_profile("govcloud")
+
+_STALE_SEEN: list[str] = []  # the stale lines, as this process (the xdist controller, or the only one) learnt them
+_STALE_SENT = 0  # in a worker: how many of devcloud.testing.STALE_REPORTS already rode on a report
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """The `up`s' stale lines ride on the report of the test step that brought the stack up: a report
+    is what reaches the xdist controller (and the JUnit file) from the worker that ran the step."""
+    global _STALE_SENT
+    outcome = yield
     from devcloud.testing import STALE_REPORTS
 
-    if STALE_REPORTS:
+    new = STALE_REPORTS[_STALE_SENT:]
+    _STALE_SENT = len(STALE_REPORTS)
+    outcome.get_result().user_properties.extend(("stale", line) for line in new)
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    _STALE_SEEN.extend(str(v) for k, v in report.user_properties if k == "stale")
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """What the `up`s found stale (a stack a killed run left) and cleaned: shown even on a green run."""
+    if _STALE_SEEN:
         terminalreporter.section("stale state found and cleaned by the ups")
-        for line in STALE_REPORTS:
+        for line in _STALE_SEEN:
             terminalreporter.write_line(line)
