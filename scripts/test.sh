@@ -38,9 +38,9 @@ if [ "$whole" = 1 ] && [ "${GOVCLOUD_TEST_ADOPT:-}" != 1 ]; then
 fi
 xdist=()
 if [ "$whole" = 1 ]; then
-  # two workers: one runs every integration test in order (their xdist group) on the one cloud and
-  # lab, the other the unit tests and static checks meanwhile, on the CPU the integration tests leave
-  xdist=(-n 2 --dist loadgroup)
+  # two workers: one runs every integration test in order on the one cloud and lab, the other the unit
+  # tests and static checks meanwhile, on the CPU the integration tests leave (tests/conftest.py)
+  xdist=(-n 2)
 fi
 printf '\n==> pytest\n'
 exec .venv/bin/python -m pytest "${xdist[@]}" "${args[@]}"

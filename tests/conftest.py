@@ -43,6 +43,23 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         items[:] = [item for item in items if item.get_closest_marker("scale") is None]
 
 
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object:
+    """With xdist (``-n 2``, the whole suite in scripts/test.sh): one worker runs every integration test,
+    in collection order, on the one cloud and lab; the other runs the unit tests, a module at a time.
+
+    A scope per worker unit is xdist's LoadScopeScheduling; the integration tests are one scope. (Its
+    ``xdist_group`` marks do not group under pytest 9: xdist 3.8 renames ``item._nodeid``, which pytest 9
+    no longer reads.)"""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class IntegrationInOneWorker(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return "tests/integration" if nodeid.startswith("tests/integration/") else nodeid.split("::")[0]
+
+    return IntegrationInOneWorker(config, log)
+
+
 @pytest.fixture
 def project(tmp_path: Path) -> Path:
     """A scratch govcloud project holding a copy of tests/data/mini/inventories."""

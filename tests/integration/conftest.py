@@ -19,10 +19,8 @@ def devcloud_cloud() -> Iterator[CloudSession]:
     yield from cloud_session()
 
 
-@pytest.hookimpl(tryfirst=True)  # before xdist reads the group marks
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Everything under tests/integration is an integration test, all in one xdist group;
-    `cloud_last`, then `lifecycle` run last.
+    """Everything under tests/integration is an integration test; `cloud_last`, then `lifecycle` run last.
 
     Lifecycle tests crash, reset or stop the shared cloud; run last, they cannot pull it from
     under another module's tests. A `cloud_last` test runs just before them: no other test sees what
@@ -31,9 +29,6 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if "tests/integration/" in str(item.fspath).replace("\\", "/"):
             item.add_marker(pytest.mark.integration)
-            # one xdist worker runs them all, in this order, on the one cloud and lab (`-n 2 --dist
-            # loadgroup` in scripts/test.sh); the other runs the unit tests meanwhile
-            item.add_marker(pytest.mark.xdist_group("integration"))
     items.sort(key=lambda item: (item.get_closest_marker("lifecycle") is not None,
                                  item.get_closest_marker("cloud_last") is not None))
 
