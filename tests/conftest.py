@@ -66,12 +66,12 @@ _NICED = False
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtest_setup(item: pytest.Item) -> None:
-    """The xdist worker that runs unit tests runs them at a lower priority (nice 10), so they take only
+    """The xdist worker that runs unit tests runs them at the lowest priority (nice 19), so they take only
     the CPU the integration tests leave: beside the integration worker at equal priority they slowed
     the cloud's start and the drills by about as much time as they saved (docs/testing.md)."""
     global _NICED
     if not _NICED and "PYTEST_XDIST_WORKER" in os.environ and "tests/integration/" not in item.nodeid:
-        os.nice(10)
+        os.nice(19)
         _NICED = True
 
 
