@@ -24,6 +24,7 @@ import yaml
 
 from devcloud import stale
 from devcloud.errors import DevcloudError
+from devcloud.lab.hosts import LabFiles
 from devcloud.paths import DevcloudPaths
 from devcloud.procs import (
     ProcessRegistry,
@@ -157,7 +158,11 @@ def up(paths: DevcloudPaths, root: Path, repo: Path, say: Callable[[str], None] 
     if not reg.alive(EXPORTER):
         reg.forget(EXPORTER)
         govcloud = Path(sys.executable).parent / "govcloud"
-        reg.start(EXPORTER, [str(govcloud), "--root", str(root), "exporter", "--listen", exporter_addr],
+        # the sites' probe hosts are the root's topology's; the lab's are reached with its controller key
+        lab = LabFiles(paths.lab)
+        ssh = (["--known-hosts", str(lab.known_hosts), "--ssh-key", str(lab.controller_key)]
+               if lab.known_hosts.is_file() else ["--no-probes"])  # no lab: nothing to probe
+        reg.start(EXPORTER, [str(govcloud), "--root", str(root), "exporter", "--listen", exporter_addr, *ssh],
                   log=home / "exporter.log")
     if not reg.alive(PROMETHEUS):
         reg.forget(PROMETHEUS)

@@ -249,3 +249,24 @@ class ConfigurePort(Protocol):
 
     def has_role(self, name: str) -> bool:
         """The project has an Ansible role of this name (a system's ``ansible_role``)."""
+
+
+# ------------------------------------------------------------------ site probes
+
+
+@dataclass(frozen=True)
+class ConnectOutcome:
+    """One TCP connect made by a probe: ``latency_seconds`` only when it succeeded."""
+
+    ok: bool
+    latency_seconds: float | None
+    error: str = ""
+
+
+class ConnectPort(Protocol):
+    """TCP connects made from inside a site (on its probe host) or, with ``observer`` None, from here."""
+
+    def connect_from(self, observer: Endpoint | None, endpoints: Sequence[tuple[str, int]],
+                     timeout: float) -> list[ConnectOutcome]:
+        """One outcome per ``(address, port)``, in order; never raises (an unreachable observer is an
+        observation too: every outcome failed, with why)."""

@@ -40,6 +40,7 @@ from govcloud.model import (
     ReplicationLink,
     Resources,
     Site,
+    SiteProbe,
     System,
     Tier,
     Topology,
@@ -229,7 +230,9 @@ def build_inventory(topology: YamlDocument, departments: list[YamlDocument], dig
                               topology.locate(("regions", rname), key=True)))
         for sname in sorted(r["sites"]):
             s = r["sites"][sname]
-            sites.append(Site(sname, rname, s["availability_zone"], _resources(s["capacity"])))
+            p = s.get("probe")
+            probe = SiteProbe(p["host"], p["address"], p.get("port", 22), p.get("user", "root")) if p else None
+            sites.append(Site(sname, rname, s["availability_zone"], _resources(s["capacity"]), probe))
     links = tuple(ReplicationLink(x["from"], x["to"], x["mode"], x.get("max_lag_seconds")) for x in t.get("replication", []))
     topo = Topology(t["name"], tuple(regions), tuple(sites), links, tuple(t.get("security", {}).get("ops_cidrs", [])),
                     topology.locate(()), _dns(topology))

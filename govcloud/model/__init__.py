@@ -83,11 +83,24 @@ class Window:
 
 
 @dataclass(frozen=True)
+class SiteProbe:
+    """The host a site is observed from and at: the exporter reaches it by SSH (strict host keys) to
+    connect from there to the other sites' probe hosts, and the other sites connect to ``address:port``.
+    Declared per estate in the topology (``sites: {gz-a: {probe: {...}}}``): no estate is assumed."""
+
+    host: str  # for messages and metrics (a host name of the estate)
+    address: str
+    port: int = 22
+    user: str = "root"
+
+
+@dataclass(frozen=True)
 class Site:
     name: str
     region: str
     availability_zone: str
     capacity: Resources
+    probe: SiteProbe | None = None  # None: the site is not probed
 
 
 @dataclass(frozen=True)

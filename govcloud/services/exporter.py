@@ -18,7 +18,17 @@ from typing import Any
 
 from govcloud.adapters.metrics import FailoverView, PathSample, ProbeView, build_registry
 from govcloud.errors import InvalidInputError, RuntimeFailure
-from govcloud.services.probes import ProbeLoop, ProbeSnapshot, aggregate, lab_round
+from govcloud.adapters.probe_connect import SshConnector
+from govcloud.model import Topology
+from govcloud.services.probes import (
+    ProbeLoop,
+    ProbeSnapshot,
+    TopologyProber,
+    aggregate,
+    observers_of,
+    topology_round,
+    topology_targets,
+)
 
 log = logging.getLogger(__name__)
 
@@ -35,8 +45,28 @@ class ExporterOptions:
     journal: Path = Path(".govcloud/journal.sqlite")
     probe_interval: float = 2.0
     probe_timeout: float = 1.0
-    probes: bool = True  # probe the lab's datacentres
+    probes: bool = True  # probe the sites whose probe host the topology declares
     failover_state: Path | None = None  # JSON the failover controller writes (FailoverView fields)
+    topology: Topology | None = None  # where the sites and their probe hosts come from
+    known_hosts: Path | None = None  # the probe hosts' keys (strict)
+    ssh_key: Path | None = None
+
+
+def site_probe_round(opts: ExporterOptions) -> Callable[[], ProbeSnapshot] | None:
+    """The probe round over the topology's probe hosts, or None when nothing is to be probed (``--no-probes``,
+    or no site declares a probe host: said once in the log). Probes need the hosts' keys: without
+    ``known_hosts`` it is an input error, before anything listens."""
+    targets = topology_targets(opts.topology) if opts.probes and opts.topology is not None else []
+    if not targets:
+        if opts.probes:
+            log.info("no site of the topology declares a probe host: site probes are off")
+        return None
+    if opts.known_hosts is None or not opts.known_hosts.is_file():
+        raise InvalidInputError(f"site probes need the probe hosts' keys: known_hosts {opts.known_hosts or '(none given)'} "
+                                "is not a file", hint="pass --known-hosts (or GOVCLOUD_KNOWN_HOSTS), or --no-probes")
+    assert opts.topology is not None
+    observers = observers_of(opts.topology, known_hosts=opts.known_hosts, key_file=opts.ssh_key)
+    return topology_round(TopologyProber(observers, SshConnector()), targets, timeout=opts.probe_timeout)
 
 
 def parse_listen(listen: str) -> tuple[str, int]:
@@ -95,8 +125,9 @@ class Exporter:
         host, port = parse_listen(opts.listen)
         self.options = opts
         self.probes: ProbeLoop | None = None
-        if opts.probes:
-            self.probes = ProbeLoop(probe_round or lab_round(timeout=opts.probe_timeout), opts.probe_interval)
+        round_ = probe_round or site_probe_round(opts)
+        if round_ is not None:
+            self.probes = ProbeLoop(round_, opts.probe_interval)
         loop = self.probes
         registry = build_registry(opts.journal, (lambda: view_of(loop.latest())) if loop else (lambda: None),
                                   read_failover_state(opts.failover_state))

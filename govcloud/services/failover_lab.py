@@ -12,10 +12,14 @@ from __future__ import annotations
 import logging
 import socket
 import threading
+import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from govcloud.adapters.dns import DnsClient, default_key_path, load_key
+from govcloud.adapters.ports import ConnectOutcome
+from govcloud.adapters.probe_connect import CONNECT_MANY, connect_here, parse_outcomes
 from govcloud.adapters.postgres import PgTarget, targets_from, tcp_open
 from govcloud.failover.reconcile import MemberObservation
 from govcloud.model import DnsConfig, DnsServer
@@ -27,6 +31,53 @@ log = logging.getLogger(__name__)
 WITNESS_ADDRESS = "10.240.0.2"  # the controller's end of the lab's root link (docs/lab-addressing.md)
 WITNESS_PORT = 9478
 LAB_QUERY_TIMEOUT_S = 0.5
+
+
+#: the lab's datacentres and their regions ("two places, three centres")
+LAB_REGIONS: dict[str, str] = {"gz-a": "gz", "gz-b": "gz", "st-a": "st"}
+
+
+class LabProber:
+    """``probes.Prober`` on the lab: a site's batch runs inside its first infra host through the lab's
+    out-of-band console (nsenter), so a cut site still reports. Only the lab's failover controller uses
+    it (issue 31 replaces this controller); the exporter probes from the topology's probe hosts."""
+
+    def __init__(self, lab: Any) -> None:
+        self.lab = lab
+
+    def _infra_host(self, site: str) -> str | None:
+        hosts = sorted(self.lab.hosts(site=site, kind="infra"), key=lambda h: h.key)
+        return str(hosts[0].key) if hosts else None
+
+    def targets(self) -> list[P.ProbeTarget]:
+        """One target per datacentre that has an infra host (its sshd on port 22)."""
+        out = []
+        for site, region in sorted(LAB_REGIONS.items()):
+            key = self._infra_host(site)
+            if key is not None:
+                h = self.lab.host(key)
+                out.append(P.ProbeTarget(site=site, region=region, host=h.key, ip=h.ip))
+        return out
+
+    def batch(self, source: str, targets: Sequence[P.ProbeTarget], timeout: float) -> list[P.ProbeResult]:
+        if source == P.WITNESS or not targets:
+            outcomes = connect_here([(t.ip, t.port) for t in targets], timeout)
+        else:
+            host = self._infra_host(source)
+            if host is None:
+                return [P.ProbeResult(source, t.site, False, None, time.time(), f"no infra host in {source}", t.service)
+                        for t in targets]
+            try:
+                r = self.lab.exec(host, ["/usr/bin/python3", "-c", CONNECT_MANY, str(timeout)],
+                                  input="".join(f"{t.ip} {t.port}\n" for t in targets), timeout=timeout + 10)
+                parsed = parse_outcomes(r.stdout, len(targets)) if r.returncode == 0 else None
+                err = "" if parsed is not None else (r.stderr.strip()[-200:] or "unreadable probe output")
+            except Exception as exc:  # noqa: BLE001 - a host that vanished mid-probe is an observation, not a crash
+                parsed, err = None, f"{type(exc).__name__}: {exc}"
+            outcomes = parsed if parsed is not None else [ConnectOutcome(False, None, err)] * len(targets)
+        now = time.time()
+        return [P.ProbeResult(source, t.site, o.ok, o.latency_seconds if o.ok else None, now, o.error, t.service)
+                for t, o in zip(targets, outcomes)]
 
 
 class WitnessListener:
@@ -99,13 +150,13 @@ class LabBackend:
         self.pg = labpg.LabPostgres(self.lab)
         self._labpg = labpg
         self.home_primary = labpg.HOME_PRIMARY
-        self.prober = P.LabProber(self.lab)
+        self.prober = LabProber(self.lab)
         self.probe_timeout = probe_timeout
         self.witness_port = witness_port
         self.reports_need_network = reports_need_network
 
     def sites(self) -> dict[str, str]:
-        return dict(P.LAB_REGIONS)
+        return dict(LAB_REGIONS)
 
     def members(self) -> list[str]:
         return [m.site for m in self._labpg.MEMBERS]
@@ -128,7 +179,7 @@ class LabBackend:
         return first[0] if r.returncode == 0 and first else None
 
     def service_targets(self) -> list[P.ProbeTarget]:
-        return [P.ProbeTarget(m.site, P.LAB_REGIONS[m.site], m.host, self.pg.ip(m.site), self._labpg.PORT,
+        return [P.ProbeTarget(m.site, LAB_REGIONS[m.site], m.host, self.pg.ip(m.site), self._labpg.PORT,
                               service=self.service) for m in self._labpg.MEMBERS]
 
     def probe_round(self) -> P.ProbeSnapshot:

@@ -1,9 +1,9 @@
 """Site reachability probes: from each datacentre to each other one, a TCP connect to a host's sshd.
 
-Split in three so the failover controller can reuse it: a ``Prober`` does the I/O for one path (the
-lab's runs inside the source site's infra host through the lab's out-of-band console, so the
-observation is really made *from* that site); ``probe_all`` takes one immutable ``ProbeSnapshot`` of
-every path; ``aggregate`` is pure and turns a snapshot into per-site verdicts by quorum of the other
+Split in three so the failover controller can reuse it: a ``Prober`` does the I/O for one source's
+paths (``TopologyProber`` runs them on the site's probe host named in the topology, reached by SSH,
+so the observation is really made *from* that site); ``probe_all`` takes one immutable
+``ProbeSnapshot`` of every path; ``aggregate`` is pure and turns a snapshot into per-site verdicts by quorum of the other
 sites' observations (a site is lost only when a majority of its observers cannot reach it, so a
 partition that breaks one path never declares a site down). An observer that reached nobody at all is
 isolated itself, so its "cannot reach" says nothing about the others and is not counted. With three
@@ -20,12 +20,14 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Protocol
+
+from govcloud.adapters.ports import ConnectPort, Endpoint
+from govcloud.model import Topology
 
 log = logging.getLogger(__name__)
 
-#: the lab's datacentres and their regions ("two places, three centres")
-LAB_REGIONS: Mapping[str, str] = {"gz-a": "gz", "gz-b": "gz", "st-a": "st"}
 #: the observer name of probes made from the controller itself (the exporter's own network namespace)
 WITNESS = "controller"
 
@@ -173,160 +175,76 @@ def aggregate(snapshot: ProbeSnapshot) -> Health:
 
 
 class Prober(Protocol):
-    """The I/O of one probe path: connect from ``source`` (a site) to ``target``; never raises."""
+    """The I/O of a probe round from one source: connect from ``source`` (a site, or the witness) to each
+    of ``targets``; one result per target, in order; never raises."""
 
-    def probe(self, source: str, target: ProbeTarget, timeout: float) -> ProbeResult: ...
+    def batch(self, source: str, targets: Sequence[ProbeTarget], timeout: float) -> list[ProbeResult]: ...
 
 
 def probe_all(prober: Prober, targets: Sequence[ProbeTarget], *, timeout: float = 1.0,
               witnesses: Sequence[str] = (), clock: Callable[[], float] = time.time) -> ProbeSnapshot:
     """Probe every site from every other site and from each witness, in parallel; one immutable snapshot."""
-    sources = [t.site for t in targets] + list(witnesses)
-    paths = [(s, t) for s in sources for t in targets if s != t.site]
-    if paths:
-        with ThreadPoolExecutor(max_workers=min(16, len(paths)), thread_name_prefix="probe") as pool:
-            results = list(pool.map(lambda p: prober.probe(p[0], p[1], timeout), paths))
-    else:
-        results = []
-    return ProbeSnapshot(taken_at=clock(), regions=tuple(sorted((t.site, t.region) for t in targets)),
-                         results=tuple(sorted(results, key=lambda r: (r.source, r.target, r.service or ""))))
+    return probe_sites_and_services(prober, targets, (), timeout=timeout, witnesses=witnesses, clock=clock)
 
 
-# the snippet run inside the source host: connect, print the latency; non-zero exit on failure
-_CONNECT = ("import socket, sys, time\n"
-            "t = time.monotonic()\n"
-            "try:\n"
-            "    socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=float(sys.argv[3])).close()\n"
-            "except OSError as e:\n"
-            "    print(type(e).__name__, e, file=sys.stderr); sys.exit(1)\n"
-            "print(time.monotonic() - t)\n")
-
-
-class LabProber:
-    """Probes on the devcloud site lab: from inside the source site's first infra host (nsenter)."""
-
-    def __init__(self, lab: object | None = None, regions: Mapping[str, str] = LAB_REGIONS) -> None:
-        from devcloud.lab.api import Lab
-
-        self.lab: Lab = lab if isinstance(lab, Lab) else Lab()
-        self.regions = dict(regions)
-
-    def _infra_host(self, site: str) -> str | None:
-        hosts = sorted(self.lab.hosts(site=site, kind="infra"), key=lambda h: h.key)
-        return hosts[0].key if hosts else None
-
-    def targets(self) -> list[ProbeTarget]:
-        """One target per datacentre that has an infra host (its sshd on port 22)."""
-        out = []
-        for site, region in sorted(self.regions.items()):
-            key = self._infra_host(site)
-            if key is not None:
-                h = self.lab.host(key)
-                out.append(ProbeTarget(site=site, region=region, host=h.key, ip=h.ip))
-        return out
-
-    def probe(self, source: str, target: ProbeTarget, timeout: float) -> ProbeResult:
-        if source == WITNESS:
-            return _connect_here(source, target, timeout)
-        host = self._infra_host(source)
-        if host is None:
-            return ProbeResult(source, target.site, False, None, time.time(), f"no infra host in {source}")
-        try:
-            r = self.lab.exec(host, ["/usr/bin/python3", "-c", _CONNECT, target.ip, str(target.port), str(timeout)],
-                              timeout=timeout + 10)
-        except Exception as exc:  # noqa: BLE001 - a host that vanished mid-probe is an observation, not a crash
-            return ProbeResult(source, target.site, False, None, time.time(), f"{type(exc).__name__}: {exc}")
-        if r.returncode != 0:
-            return ProbeResult(source, target.site, False, None, time.time(), r.stderr.strip()[-200:])
-        try:
-            latency = float(r.stdout.strip().splitlines()[-1])
-        except (ValueError, IndexError):
-            return ProbeResult(source, target.site, False, None, time.time(), f"unreadable probe output {r.stdout!r}")
-        return ProbeResult(source, target.site, True, latency, time.time())
-
-
-# the batch snippet: connect to every "ip port" line of stdin in parallel; one JSON line per target
-_CONNECT_MANY = ("import json, socket, sys, time\n"
-                 "from concurrent.futures import ThreadPoolExecutor\n"
-                 "timeout = float(sys.argv[1])\n"
-                 "def one(line):\n"
-                 "    ip, port = line.split()\n"
-                 "    t = time.monotonic()\n"
-                 "    try:\n"
-                 "        socket.create_connection((ip, int(port)), timeout=timeout).close()\n"
-                 "        return [True, time.monotonic() - t, '']\n"
-                 "    except OSError as e:\n"
-                 "        return [False, None, type(e).__name__ + ' ' + str(e)]\n"
-                 "lines = [ln for ln in sys.stdin.read().splitlines() if ln.strip()]\n"
-                 "with ThreadPoolExecutor(max_workers=max(1, len(lines))) as pool:\n"
-                 "    print(json.dumps(list(pool.map(one, lines))))\n")
-
-
-def probe_batch(prober: LabProber, source: str, targets: Sequence[ProbeTarget], timeout: float) -> list[ProbeResult]:
-    """Every target probed from ``source`` in one process inside that site (or here, for the witness).
-
-    One process per site and round keeps a round well under a second on a small machine, which the
-    failover controller's grace period relies on.
-    """
-    if not targets:
-        return []
-    if source == WITNESS:
-        with ThreadPoolExecutor(max_workers=len(targets)) as pool:
-            return list(pool.map(lambda t: _connect_here(source, t, timeout), targets))
-    host = prober._infra_host(source)
-    if host is None:
-        return [ProbeResult(source, t.site, False, None, time.time(), f"no infra host in {source}", t.service)
-                for t in targets]
-    try:
-        r = prober.lab.exec(host, ["/usr/bin/python3", "-c", _CONNECT_MANY, str(timeout)],
-                            input="".join(f"{t.ip} {t.port}\n" for t in targets), timeout=timeout + 10)
-        import json
-
-        answers = json.loads(r.stdout.strip().splitlines()[-1]) if r.returncode == 0 else None
-    except Exception as exc:  # noqa: BLE001 - an observation, not a crash
-        answers, err = None, f"{type(exc).__name__}: {exc}"
-    else:
-        err = r.stderr.strip()[-200:] if answers is None else ""
-    now = time.time()
-    if not isinstance(answers, list) or len(answers) != len(targets):
-        return [ProbeResult(source, t.site, False, None, now, err or "unreadable probe output", t.service)
-                for t in targets]
-    return [ProbeResult(source, t.site, bool(ok), lat if ok else None, now, str(e), t.service)
-            for t, (ok, lat, e) in zip(targets, answers)]
-
-
-def probe_sites_and_services(prober: LabProber, sites: Sequence[ProbeTarget], services: Sequence[ProbeTarget], *,
+def probe_sites_and_services(prober: Prober, sites: Sequence[ProbeTarget], services: Sequence[ProbeTarget], *,
                              timeout: float = 0.5, witnesses: Sequence[str] = (WITNESS,),
                              site_extra: Sequence[ProbeTarget] = (),
                              clock: Callable[[], float] = time.time) -> ProbeSnapshot:
     """One round: every site probes every other site and every service endpoint (its own included).
 
     ``site_extra`` are probed from the sites only (the witness's own endpoint, so a primary knows
-    whether it still reaches the witness). One process per source keeps a round within ``timeout``.
+    whether it still reaches the witness). One batch per source, all sources in parallel, keeps a round
+    within about one ``timeout``.
     """
     sources = [t.site for t in sites] + list(witnesses)
 
     def from_source(src: str) -> list[ProbeResult]:
         extra = list(site_extra) if src not in witnesses else []
-        return probe_batch(prober, src, [t for t in sites if t.site != src] + list(services) + extra, timeout)
+        return prober.batch(src, [t for t in sites if t.site != src] + list(services) + extra, timeout)
 
-    with ThreadPoolExecutor(max_workers=max(1, len(sources)), thread_name_prefix="probe") as pool:
-        results = [r for rs in pool.map(from_source, sources) for r in rs]
+    results: list[ProbeResult] = []
+    if sources:
+        with ThreadPoolExecutor(max_workers=len(sources), thread_name_prefix="probe") as pool:
+            results = [r for rs in pool.map(from_source, sources) for r in rs]
     return ProbeSnapshot(taken_at=clock(), regions=tuple(sorted((t.site, t.region) for t in sites)),
                          results=tuple(sorted(results, key=lambda r: (r.source, r.target, r.service or ""))))
 
 
-def _connect_here(source: str, target: ProbeTarget, timeout: float) -> ProbeResult:
-    """A probe from this process's own network namespace (the controller as witness)."""
-    import socket
+def topology_targets(topology: Topology) -> list[ProbeTarget]:
+    """One target per site that declares a probe host (``sites: {gz-a: {probe: ...}}``), by site name."""
+    return [ProbeTarget(site=s.name, region=s.region, host=s.probe.host, ip=s.probe.address, port=s.probe.port)
+            for s in sorted(topology.sites, key=lambda x: x.name) if s.probe is not None]
 
-    started = time.monotonic()
-    try:
-        socket.create_connection((target.ip, target.port), timeout=timeout).close()
-    except OSError as exc:
-        return ProbeResult(source, target.site, False, None, time.time(), f"{type(exc).__name__}: {exc}",
-                           target.service)
-    return ProbeResult(source, target.site, True, time.monotonic() - started, time.time(), service=target.service)
+
+class TopologyProber:
+    """``Prober`` over the estate's own probe hosts: a site's batch runs on its probe host (``observers``,
+    reached through ``connect``); the witness's from here."""
+
+    def __init__(self, observers: Mapping[str, Endpoint], connect: ConnectPort) -> None:
+        self.observers = dict(observers)
+        self.connect = connect
+
+    def batch(self, source: str, targets: Sequence[ProbeTarget], timeout: float) -> list[ProbeResult]:
+        observer = None if source == WITNESS else self.observers.get(source)
+        if observer is None and source != WITNESS:
+            return [ProbeResult(source, t.site, False, None, time.time(), f"no probe host in {source}", t.service)
+                    for t in targets]
+        outcomes = self.connect.connect_from(observer, [(t.ip, t.port) for t in targets], timeout)
+        now = time.time()
+        return [ProbeResult(source, t.site, o.ok, o.latency_seconds if o.ok else None, now, o.error, t.service)
+                for t, o in zip(targets, outcomes)]
+
+
+def observers_of(topology: Topology, *, known_hosts: Path, key_file: Path | None) -> dict[str, Endpoint]:
+    """Each probed site's probe host as an SSH endpoint (strict host keys from ``known_hosts``)."""
+    return {s.name: Endpoint(s.probe.address, known_hosts, key_file, s.probe.user, s.probe.port, s.probe.host)
+            for s in topology.sites if s.probe is not None}
+
+
+def topology_round(prober: Prober, targets: Sequence[ProbeTarget], timeout: float = 1.0) -> Callable[[], ProbeSnapshot]:
+    """A probe round over the topology's sites, the controller as the witness."""
+    return lambda: probe_all(prober, targets, timeout=timeout, witnesses=(WITNESS,))
 
 
 class ProbeLoop:
@@ -372,9 +290,3 @@ class ProbeLoop:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=30)
-
-
-def lab_round(prober: LabProber | None = None, timeout: float = 1.0) -> Callable[[], ProbeSnapshot]:
-    """A probe round over the lab's datacentres (targets re-read each round: hosts come and go)."""
-    p = prober or LabProber()
-    return lambda: probe_all(p, p.targets(), timeout=timeout, witnesses=(WITNESS,))

@@ -44,6 +44,9 @@ def test_up_is_idempotent_scrapes_the_lab_and_down_stops_only_ours(lab: Any, tmp
     mon = ["monitor", "--instance", instance]
     demo_before = m.status(lab.paths)  # the demo's stack, if one runs: never touched here
     runner = CliRunner()
+    # a project whose topology names the lab's first infra host of each site as its probe host
+    shutil.copytree(Path(__file__).parents[1] / "data" / "mig" / "inventories", tmp_path / "inventories")
+    (tmp_path / "govcloud.yaml").write_text("version: 1\n")
     try:
         r = runner.invoke(devcloud_cli, [*mon, "up", "--root", str(tmp_path), "--exporter-listen", exporter,
                                          "--prometheus-listen", prometheus])

@@ -195,8 +195,13 @@ def stack(lab: Lab, project: Project) -> Iterator[Prom]:
     work.mkdir()
     exp_port, prom_port = free_port(), free_port()
     # the exporter's defaults: <root>/.govcloud/journal.sqlite and <root>/.govcloud/failover.json
+    # the sites' probe hosts are the topology's (tests/data/mig: the lab's first infra host of each site),
+    # reached by SSH with the lab's controller key, strict host keys
+    for site, address in (("gz-a", "10.240.1.11"), ("gz-b", "10.240.2.11"), ("st-a", "10.240.3.11")):
+        assert lab.host(f"{site}-h1").ip == address, f"the lab's {site}-h1 is not at the topology's {address}"
     exporter = Proc([str(GOVCLOUD), "--root", str(project.root), "exporter", "--listen", f"127.0.0.1:{exp_port}",
-                     "--probe-interval", "1"], work / "exporter.log", env=project.env)
+                     "--probe-interval", "1", "--known-hosts", str(lab.known_hosts),
+                     "--ssh-key", str(lab.files.controller_key)], work / "exporter.log", env=project.env)
     prom: Proc | None = None
     try:
         wait_for(answers(lambda: http_get(f"http://127.0.0.1:{exp_port}/metrics", timeout=2)[0] == 200), timeout=30,

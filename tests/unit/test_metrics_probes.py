@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from govcloud.services.probes import (
     ProbeLoop,
     ProbeResult,
@@ -90,9 +92,12 @@ class _Table:
     def __init__(self, down: set[tuple[str, str]]) -> None:
         self.down = down
 
-    def probe(self, source: str, target: ProbeTarget, timeout: float) -> ProbeResult:
-        ok = (source, target.site) not in self.down
-        return ProbeResult(source, target.site, ok, 0.002 if ok else None, 5.0, "" if ok else "timeout")
+    def batch(self, source: str, targets: Sequence[ProbeTarget], timeout: float) -> list[ProbeResult]:
+        out = []
+        for target in targets:
+            ok = (source, target.site) not in self.down
+            out.append(ProbeResult(source, target.site, ok, 0.002 if ok else None, 5.0, "" if ok else "timeout"))
+        return out
 
 
 def test_probe_all_probes_every_ordered_pair_once() -> None:
