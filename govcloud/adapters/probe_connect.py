@@ -12,12 +12,13 @@ from __future__ import annotations
 import json
 import shlex
 import socket
+import threading
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 from govcloud.adapters import ssh
-from govcloud.adapters.ports import ConnectOutcome, Endpoint
+from govcloud.adapters.ports import CommandResult, ConnectOutcome, Endpoint
 from govcloud.errors import GovcloudError
 
 # run on the observer with python3 (which Ansible needs on every managed host anyway): connect to every
@@ -79,11 +80,32 @@ class SshConnector:
             return connect_here(endpoints, timeout)
         command = f"/usr/bin/python3 -c {shlex.quote(CONNECT_MANY)} {timeout}"
         stdin = "".join(f"{address} {port}\n" for address, port in endpoints)
-        try:
-            with ssh.connect(observer, timeout=max(timeout, MIN_SSH_TIMEOUT)) as session:
-                result = session.run(command, check=False, timeout=timeout + MIN_SSH_TIMEOUT, input=stdin)
-        except GovcloudError as exc:  # unreachable, refused, wrong host key: what this observer saw is unknown
-            return [ConnectOutcome(False, None, f"observer {observer.label} not reached: {exc}")] * len(endpoints)
+        box: dict[str, object] = {}
+
+        def exchange() -> None:
+            try:
+                with ssh.connect(observer, timeout=max(timeout, MIN_SSH_TIMEOUT)) as session:
+                    box["session"] = session
+                    box["result"] = session.run(command, check=False, timeout=timeout + MIN_SSH_TIMEOUT, input=stdin)
+            except GovcloudError as exc:  # unreachable, refused, wrong host key: what it saw is unknown
+                box["error"] = exc
+
+        # the whole exchange has a deadline: a site cut just after the handshake leaves paramiko waiting
+        # for a channel that never opens (no timeout of its own), and one stuck observer would stall the
+        # round, so the exporter would go on showing the last snapshot (every site up) after a cut
+        worker = threading.Thread(target=exchange, name=f"probe-{observer.address}", daemon=True)
+        worker.start()
+        worker.join(timeout + 2 * MIN_SSH_TIMEOUT)
+        if worker.is_alive():
+            stuck = box.get("session")
+            if isinstance(stuck, ssh.SSHSession):
+                stuck.close()  # wakes the waiting thread up; it ends on its own
+            return [ConnectOutcome(False, None, f"observer {observer.label} did not answer within "
+                                                f"{timeout + 2 * MIN_SSH_TIMEOUT:.0f} s")] * len(endpoints)
+        if "error" in box:
+            return [ConnectOutcome(False, None, f"observer {observer.label} not reached: {box['error']}")] * len(endpoints)
+        result = box["result"]
+        assert isinstance(result, CommandResult)
         outcomes = parse_outcomes(result.stdout, len(endpoints)) if result.status == 0 else None
         if outcomes is None:
             why = result.stderr.strip()[-200:] or f"unreadable probe output {result.stdout[-200:]!r}"
