@@ -22,12 +22,18 @@ def test_nothing_running_takes_nothing_down(tmp_path: Path) -> None:
 def test_a_killed_runs_pid_files_are_left_to_the_ups(tmp_path: Path) -> None:
     """Dead processes recorded in PID files (PID 2**22 - 1 is above Linux's pid_max default) are stale,
     not live: nothing is taken down, and the PID files stay for `up` to report."""
+    from devcloud import monitor
+    from devcloud.cloud.layout import CloudLayout
+
     paths = DevcloudPaths(tmp_path)
     dead = str(2**22 - 1)
-    for pidfile in (paths.run / "cloud" / "keystone.pid", paths.run / "monitor" / "monitor-exporter.pid"):
+    cloud_pid = CloudLayout(paths).run / "keystone.pid"
+    for pidfile in (cloud_pid, paths.home / "monitor" / "run" / "monitor-exporter.pid"):
         pidfile.parent.mkdir(parents=True, exist_ok=True)
         pidfile.write_text(dead)
+    assert monitor.survey(paths)["exporter"] == "dead"  # the PID files are where the stacks look
+    assert CloudLayout(paths).registry().names() == ["keystone"]
     said: list[str] = []
     assert take_down_live_stacks(paths, said.append) == []
     assert said == []
-    assert (paths.run / "cloud" / "keystone.pid").read_text() == dead
+    assert cloud_pid.read_text() == dead
