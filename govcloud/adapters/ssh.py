@@ -142,7 +142,11 @@ class SSHSession:
         A connection that is lost (closed before the command, a channel that cannot be opened, or a
         command ended without an exit status because the transport died) is reconnected once and the
         command run again: every command govcloud sends is idempotent (and a reconnect checks the host
-        key again)."""
+        key again).
+
+        A command given ``input`` must read its stdin to the end (``$(cat)``, not one ``read``): its EOF
+        is sent after the input, and an EOF that reaches sshd after the command has ended and its
+        channel is closed makes sshd drop the connection. Without ``input`` stdin is /dev/null."""
         shown = "<command with key material>" if secret else command
         log.debug("ssh %s: %s", self.endpoint.label, shown)
         used = self.client
@@ -182,10 +186,17 @@ class SSHSession:
             except (paramiko.SSHException, OSError, EOFError) as exc:
                 raise _ConnectionLost(f"cannot open a channel: {str(exc) or type(exc).__name__}") from exc
             try:
-                chan.exec_command(command)
-                if input is not None:
+                if input is None:
+                    # stdin from /dev/null on the host, and no EOF from us: paramiko sends a channel's EOF
+                    # from this thread while its transport thread may already be answering the server's
+                    # close of a command that finished at once; sshd then gets an EOF for a channel it has
+                    # freed and drops the whole connection (1 command in 50 under load, each a reconnect)
+                    chan.exec_command(f"exec </dev/null\n{command}")
+                else:
+                    # the command reads its stdin to the end (see ``run``), so it cannot end before our EOF
+                    chan.exec_command(command)
                     chan.sendall(input.encode("utf-8"))
-                chan.shutdown_write()
+                    chan.shutdown_write()
                 out, err = _drain(chan, timeout, self.endpoint.label, shown)
                 status = chan.recv_exit_status()
             except (paramiko.SSHException, OSError, EOFError) as exc:
@@ -467,20 +478,20 @@ def create_key(source: SSHSession, mig_id: str) -> tuple[str, str, str]:
 def authorize(target: SSHSession, line: str) -> None:
     """Append ``line`` to the target user's authorized_keys once (idempotent)."""
     target.run('umask 077 && mkdir -p "$HOME/.ssh" && f="$HOME/.ssh/authorized_keys" && touch "$f" && '
-               'IFS= read -r line && (grep -qxF -- "$line" "$f" || printf "%s\\n" "$line" >> "$f")',
+               'line=$(cat) && (grep -qxF -- "$line" "$f" || printf "%s\\n" "$line" >> "$f")',
                input=line + "\n")
 
 
 def revoke(target: SSHSession, key_body: str) -> None:
     """Remove every authorized_keys line carrying ``key_body`` (or a comment such as ``govcloud-mig-<id>``,
     what resume uses after a crash); rewritten in place (mode and owner kept)."""
-    target.run('f="$HOME/.ssh/authorized_keys"; [ -f "$f" ] || exit 0; IFS= read -r body; '
+    target.run('f="$HOME/.ssh/authorized_keys"; body=$(cat); [ -f "$f" ] || exit 0; '
                'grep -vF -- "$body" "$f" > "$f.govcloud-tmp" || true; cat "$f.govcloud-tmp" > "$f"; rm -f "$f.govcloud-tmp"',
                input=key_body + "\n")
 
 
 def is_authorized(target: SSHSession, key_body: str) -> bool:
-    r = target.run('IFS= read -r body; grep -qF -- "$body" "$HOME/.ssh/authorized_keys"', check=False, input=key_body + "\n")
+    r = target.run('body=$(cat); grep -qF -- "$body" "$HOME/.ssh/authorized_keys"', check=False, input=key_body + "\n")
     return r.status == 0
 
 
