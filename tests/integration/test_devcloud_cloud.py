@@ -63,7 +63,7 @@ def test_up_over_a_killed_up_cleans_it_and_builds_a_fresh_cloud(request: pytest.
     from devcloud.cloud.layout import CloudLayout
     from devcloud.paths import DevcloudPaths
     from devcloud.procs import wait_for
-    from devcloud.testing import claim_cloud, cloud_ready
+    from devcloud.testing import claim_cloud, cloud_ready, report_stale
 
     paths = DevcloudPaths.from_env()
     if cloud_ready(paths):
@@ -100,7 +100,7 @@ def test_up_over_a_killed_up_cleans_it_and_builds_a_fresh_cloud(request: pytest.
     assert r.returncode == 0, r.stdout + r.stderr
     stale = [line for line in r.stdout.splitlines() if line.startswith("cloud: stale ")]
     assert len(stale) == 1 and stale[0].endswith(": cleaned"), r.stdout
-    print(stale[0])
+    report_stale(stale[0])  # in the run's summary of what the ups found, beside the lab's
     assert _devcloud("status").returncode == 0
     assert request.getfixturevalue("devcloud_cloud").disposable
 
