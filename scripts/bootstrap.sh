@@ -19,7 +19,7 @@ pip_logged() {
 }
 
 stamp=.venv/.govcloud-installed
-if [ ! -x .venv/bin/python ] || [ ! -f "$stamp" ] || [ setup.cfg -nt "$stamp" ]; then
+if [ ! -x .venv/bin/python ] || [ ! -f "$stamp" ] || [ setup.cfg -nt "$stamp" ] || [ rig/pyproject.toml -nt "$stamp" ]; then
   t0=$SECONDS
   [ -x .venv/bin/python ] || "$PY" -m venv .venv
   : >"$PIPLOG"
@@ -34,10 +34,10 @@ if [ ! -x .venv/bin/python ] || [ ! -f "$stamp" ] || [ setup.cfg -nt "$stamp" ];
         exit 1
       fi
     }
-    uv_logged -q -e '.[test]'
+    uv_logged -q -e '.[test]' -e ./rig  # the product, and the test rig (devcloud) as its own distribution
   else
     pip_logged install -q --upgrade pip
-    pip_logged install -q --no-compile -e '.[test]'
+    pip_logged install -q --no-compile -e '.[test]' -e ./rig
   fi
   touch "$stamp"
   echo "govcloud: installed into .venv with its test tools in $((SECONDS - t0)) s (log: $PIPLOG)"

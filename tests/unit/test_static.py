@@ -24,6 +24,20 @@ def test_import_contracts_hold() -> None:
     assert "The product never imports the test rig (devcloud) KEPT (1 ignored import)" in r.stdout
 
 
+def test_the_product_distribution_carries_no_rig() -> None:
+    """Issue 30, item 4: installing govcloud installs the product only; devcloud and its console script
+    are the rig's own distribution (rig/pyproject.toml), which scripts/bootstrap.sh installs beside it."""
+    from importlib.metadata import distribution
+
+    product = distribution("govcloud")
+    assert {ep.name for ep in product.entry_points if ep.group == "console_scripts"} == {"govcloud"}
+    top_level = (product.read_text("top_level.txt") or "govcloud").split()
+    assert "devcloud" not in top_level, top_level
+    rig = distribution("govcloud-devcloud")
+    assert [ep.value for ep in rig.entry_points if ep.name == "devcloud"] == ["devcloud.cli:main"]
+    assert "govcloud" in " ".join(rig.requires or [])
+
+
 def test_help_does_not_import_heavy_libraries() -> None:
     """`govcloud --help` must stay fast: the cloud, Ansible and SSH libraries load only when used."""
     code = (
