@@ -44,11 +44,18 @@ def lab(ctx: click.Context) -> None:
 
 @lab.command()
 def install() -> None:
-    """apt-install the lab's packages (sshd, ssh, rsync, iproute2, BIND 9) if missing; starts no service."""
-    from devcloud.lab.install import APT_PACKAGES, DNS_PACKAGES, ensure_packages
+    """apt-install the lab's packages (sshd, ssh, rsync, iproute2, BIND 9, and the legacy room's nginx,
+    php-fpm and DokuWiki) if missing; starts no service."""
+    from devcloud.lab.install import (
+        APP_PACKAGES,
+        APT_PACKAGES,
+        DNS_PACKAGES,
+        ensure_packages,
+    )
 
-    installed = ensure_packages(APT_PACKAGES + DNS_PACKAGES)
-    click.echo(f"lab: installed {' '.join(installed)}" if installed else "lab: sshd, rsync, iproute2 and BIND 9 present")
+    installed = ensure_packages(APT_PACKAGES + DNS_PACKAGES) + ensure_packages(APP_PACKAGES, recommends=False)
+    click.echo(f"lab: installed {' '.join(installed)}" if installed
+               else "lab: sshd, rsync, iproute2, BIND 9, nginx, php-fpm and DokuWiki present")
 
 
 @lab.command()

@@ -18,6 +18,10 @@ PG_PACKAGES: tuple[str, ...] = ("postgresql-15", "postgresql-client-15")
 #: BIND 9 for the lab's service-name servers (one per site; `devcloud lab dns up`) and its tools
 DNS_PACKAGES: tuple[str, ...] = ("bind9", "bind9-utils", "bind9-dnsutils")
 
+#: the real applications of the legacy machine room (devcloud.lab.legacyapps: an nginx static site,
+#: DokuWiki on php-fpm) and curl for their smoke tests; installed without Recommends (no apache2)
+APP_PACKAGES: tuple[str, ...] = ("nginx-light", "php8.2-fpm", "dokuwiki", "curl")
+
 POLICY_RC_D = Path("/usr/sbin/policy-rc.d")
 
 
@@ -33,11 +37,11 @@ def missing_packages(packages: tuple[str, ...] = APT_PACKAGES) -> list[str]:
     return missing
 
 
-def ensure_packages(packages: tuple[str, ...] = APT_PACKAGES) -> list[str]:
+def ensure_packages(packages: tuple[str, ...] = APT_PACKAGES, *, recommends: bool = True) -> list[str]:
     """apt-get install whatever is missing; returns what was installed.
 
     A temporary ``policy-rc.d`` (exit 101) stops the postinst from starting a system sshd on
-    0.0.0.0:22; an existing policy-rc.d is left as it is.
+    0.0.0.0:22 (or nginx on 0.0.0.0:80, php-fpm); an existing policy-rc.d is left as it is.
     """
     missing = missing_packages(packages)
     if not missing:
@@ -54,7 +58,8 @@ def ensure_packages(packages: tuple[str, ...] = APT_PACKAGES) -> list[str]:
         if upd.returncode != 0:
             log.warning("apt-get update failed (rc %s); trying the install anyway", upd.returncode)
         subprocess.run(
-            ["apt-get", "install", "-y", "-q", "-o", "DPkg::Lock::Timeout=600", *missing],
+            ["apt-get", "install", "-y", "-q", "-o", "DPkg::Lock::Timeout=600",
+             *([] if recommends else ["--no-install-recommends"]), *missing],
             env=env,
             check=True,
             stdout=subprocess.DEVNULL,

@@ -1,8 +1,11 @@
-"""Legacy machine rooms from an inventory: one lab host per inventory host, with app and data.
+"""Legacy machine rooms from an inventory: one lab host per inventory host, with its software and data.
 
 Each host gets the inventory's address in the ``legacy`` site (10.240.16.0/20), the controller key
 authorised, deterministic generated files in each of its data paths (which must be under /srv, the
-host's own data root) and the sample application (``/srv/app``) started on port 8080.
+host's own data root) and the software its services declare, started by their declared ``start``
+commands (lab hosts have no systemd): a real Debian application when the services' packages call for
+one (``devcloud.lab.legacyapps``: an nginx static site, or DokuWiki on php-fpm), else the lab's sample
+application (``/srv/app``, port 8080). A host that declares no services gets the sample app too.
 """
 
 from __future__ import annotations
@@ -10,8 +13,9 @@ from __future__ import annotations
 import json
 import random
 import shutil
-from concurrent.futures import ThreadPoolExecutor
+import urllib.request
 from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from ipaddress import IPv4Address
 from pathlib import Path, PurePosixPath
@@ -19,15 +23,40 @@ from typing import Any
 
 import yaml
 
+from devcloud.lab import legacyapps as apps
 from devcloud.lab import net
 from devcloud.lab.api import Lab
+from devcloud.lab.install import APP_PACKAGES, missing_packages
 from devcloud.lab.legacydb import DEFAULT_PORT, DbSpec, LegacyDatabases
 from devcloud.lab.nameservers import ZONE
 from devcloud.lab.state import HostSpec
+from devcloud.procs import wait_for
 
 APP_PORT = 8080
 SAMPLEAPP = Path(__file__).with_name("sampleapp.py")
 LEGACY = net.site("legacy")
+
+
+@dataclass(frozen=True)
+class LegacyService:
+    """What the lab needs of a declared service: its commands, packages and HTTP checks."""
+
+    name: str
+    start: str
+    stop: str
+    status: str | None = None
+    timeout_s: float = 120.0
+    packages: tuple[str, ...] = ()
+    http: tuple[tuple[int, str, str | None], ...] = ()  # (port, path, body) of each http check
+
+    @classmethod
+    def from_yaml(cls, doc: dict[str, Any]) -> LegacyService:
+        cmd = doc.get("commands") or {}
+        http = tuple((int(c["http"]["port"]), str(c["http"].get("path", "/")), c["http"].get("body"))
+                     for c in doc.get("checks", []) or [] if isinstance(c, dict) and "http" in c)
+        return cls(str(doc.get("name", "?")), str(cmd.get("start", "")), str(cmd.get("stop", "")),
+                   str(cmd["status"]) if cmd.get("status") else None, float(cmd.get("timeout_s", 120.0)),
+                   tuple(str(p) for p in doc.get("packages", []) or []), http)
 
 
 @dataclass(frozen=True)
@@ -42,6 +71,12 @@ class LegacyHost:
     data: tuple[str, ...]
     depends_on: tuple[str, ...] = ()
     databases: tuple[DbSpec, ...] = ()
+    services: tuple[LegacyService, ...] = ()
+
+    @property
+    def app(self) -> str:
+        """The software the lab lays out: "wiki", "site" or "sampleapp" (legacyapps.app_kind)."""
+        return apps.app_kind(p for s in self.services for p in s.packages) or "sampleapp"
 
 
 def read_departments(root: Path) -> list[dict[str, Any]]:
@@ -78,6 +113,7 @@ def legacy_hosts(departments: Iterable[dict[str, Any]], systems: Sequence[str] =
                         depends_on=tuple(str(d) for d in s.get("depends_on", []) or []),
                         databases=tuple(DbSpec(str(d["engine"]), int(d.get("port", DEFAULT_PORT.get(str(d["engine"]), 0))),
                                                str(d["data_dir"]), str(d["version"])) for d in h.get("databases", []) or []),
+                        services=tuple(LegacyService.from_yaml(x) for x in h.get("services", []) or []),
                     )
                 )
     missing = wanted - seen_sys
@@ -100,6 +136,10 @@ def legacy_hosts(departments: Iterable[dict[str, Any]], systems: Sequence[str] =
         for db in h.databases:
             if not _under_srv(db.data_dir):
                 problems.append(f"{h.system}/{h.name}: {db.engine} data directory {db.data_dir} is not under /srv")
+        for svc in h.services:
+            if not (svc.start and svc.stop):
+                problems.append(f"{h.system}/{h.name}: service {svc.name} needs start and stop commands "
+                                "(lab hosts have no systemd)")
         if names.setdefault(h.name, h.address) != h.address or addrs.setdefault(h.address, h.name) != h.name:
             problems.append(f"{h.system}/{h.name}: name or address {h.address} used twice")
     if problems:
@@ -138,6 +178,61 @@ def install_app(lab: Lab, h: LegacyHost) -> None:
     (app / "app.json").write_text(json.dumps(config, indent=2))
 
 
+def lay_out(lab: Lab, h: LegacyHost, *, files: int = 8, size: int = 64 * 1024) -> None:
+    """The host's data and software, fresh: generated files in each data path (a wiki's data path
+    holds its pages instead; a static site's files go under its ``html/files``), then the application
+    its services call for. Whatever was there is replaced."""
+    if h.app != "sampleapp" and (missing := missing_packages(APP_PACKAGES)):
+        raise net.LabError(f"{h.name}: the {h.app} needs the Debian packages {', '.join(missing)}: run `devcloud lab install`")
+    srv = host_srv(lab, h.name)
+    for p in h.data:
+        dest = srv / PurePosixPath(p).relative_to("/srv")
+        shutil.rmtree(dest, ignore_errors=True)
+        if h.app == "wiki" and PurePosixPath(p).is_relative_to(apps.WIKI_ROOT):
+            continue
+        if h.app == "site" and PurePosixPath(p).is_relative_to(apps.SITE_ROOT):
+            dest = dest / "files"
+        generate_data(dest, f"{h.name}:{p}", files=files, size=size)
+    if h.app == "wiki":
+        apps.lay_out_wiki(apps.Layout(srv / "wiki", apps.WIKI_ROOT), h.system)
+    elif h.app == "site":
+        apps.lay_out_site(apps.Layout(srv / "www", apps.SITE_ROOT), h.system)
+    else:
+        install_app(lab, h)
+
+
+def control(lab: Lab, h: LegacyHost, action: str) -> str | None:
+    """``start`` or ``stop`` the host's software by its declared commands (stop in reverse order),
+    run inside the host as a migration would run them over ssh; a start then waits for the services'
+    HTTP checks, asked from the controller. None when it worked, else what failed."""
+    if not h.services:
+        rc, info = app_control(lab, h.name, action)
+        return None if rc == 0 else f"{h.name}: sample app {action}: {info}"
+    order = h.services if action == "start" else tuple(reversed(h.services))
+    for svc in order:
+        r = lab.exec(h.name, ["sh", "-c", svc.start if action == "start" else svc.stop], timeout=svc.timeout_s)
+        if r.returncode != 0:
+            return f"{h.name}: {action} of {svc.name} exited {r.returncode}: {(r.stdout + r.stderr).strip()[-400:]}"
+    if action == "start":
+        for svc in h.services:
+            for port, path, body in svc.http:
+                url = f"http://{h.address}:{port}{path}"
+                try:
+                    wait_for(lambda u=url, b=body: _answers(u, b), timeout=60, interval=0.2, what=f"{svc.name} at {url}")
+                except TimeoutError as e:
+                    return f"{h.name}: {e}"
+    return None
+
+
+def _answers(url: str, body: str | None) -> bool:
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # lab addresses never go to a proxy
+    try:
+        with opener.open(url, timeout=2) as r:
+            return r.status == 200 and (body is None or body in r.read().decode("utf-8", "replace"))
+    except OSError:
+        return False
+
+
 def app_control(lab: Lab, key: str, action: str) -> tuple[int, dict[str, Any]]:
     """Run the sample app's start/stop/status inside the host (nsenter, as a migration would over ssh)."""
     r = lab.exec(key, ["/usr/bin/python3", "/srv/app/sampleapp.py", action], timeout=30)
@@ -171,18 +266,14 @@ def create_legacy(
     created: list[HostSpec] = []
     for h, spec in zip(wanted, specs):
         if h.name not in existing:
-            for p in h.data:
-                rel = PurePosixPath(p).relative_to("/srv")
-                generate_data(host_srv(lab, h.name) / rel, f"{h.name}:{p}", files=files, size=size)
-            install_app(lab, h)
+            lay_out(lab, h, files=files, size=size)
             created.append(spec)
     dbs = LegacyDatabases(lab)
     with ThreadPoolExecutor(max_workers=4) as pool:  # servers first: each app commits to its databases from the start
         list(pool.map(lambda hd: dbs.up(hd[0].name, hd[0].address, hd[1]), [(h, d) for h in wanted for d in h.databases]))
-    # start the apps side by side: each start waits for its /health (python start-up dominates)
+    # start the apps side by side: each start waits for its health (python start-up dominates)
     with ThreadPoolExecutor(max_workers=8) as pool:
-        results = list(pool.map(lambda h: (h.name, *app_control(lab, h.name, "start")), wanted))
-    failed = [f"{name}: {info}" for name, rc, info in results if rc != 0]
+        failed = [f for f in pool.map(lambda h: control(lab, h, "start"), wanted) if f]
     if failed:
-        raise net.LabError("sample app did not start on " + "; ".join(failed))
+        raise net.LabError("legacy software did not start: " + "; ".join(failed))
     return created

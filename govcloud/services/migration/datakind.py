@@ -7,7 +7,8 @@ holds, in order:
 - ``before_stop``: set up what the final pass needs before the legacy app stops (so it is not part
   of the downtime); the block yields the final pass, run once the source is stopped: it makes the
   targets equal to the stopped source, or raises;
-- ``check``: at verify, prove the targets still equal the source as it was at the stop.
+- ``check``: at verify, prove the targets equalled the source as it was at the stop (the final pass's
+  proof, taken before the targets' applications started and began writing).
 
 The shape lives apart from the list of kinds (``kinds``) so that a kind's module imports only the
 shape and the list imports the kinds: neither imports the other back.

@@ -1,6 +1,6 @@
 """Step ``verify``: every declared health check passing on every target (``checks``: the ready check
-first), each kind of data still equal to the source as it was at the stop, then the ``smoke_test``
-hooks. The downtime (source stopped -> targets healthy) is measured here.
+first), each kind of data proven equal to the source as it was at the stop (by the final pass,
+before the targets started), then the ``smoke_test`` hooks. The downtime (source stopped -> targets healthy) is measured here.
 
 Journal: facts ``downtime_seconds`` and one ``hook`` per smoke test; outcome ``verified``, or ``failed``
 - after which the driver rolls the system back (a failing smoke test exactly as a failing check).
