@@ -44,7 +44,7 @@ govcloud hosts configure --hosts-file playbooks/lab-hosts.yml --known-hosts "$LA
 step "devcloud monitor up: govcloud exporter + Prometheus (loopback), watching the journal and the sites"
 devcloud monitor up --root "$PWD"
 
-step "devcloud lab legacy: the first wave's legacy hosts (sample app + data) in the old machine room"
+step "devcloud lab legacy: the first wave's legacy hosts in the old machine room (the sample app, an nginx site, a DokuWiki; data)"
 mapfile -t WAVE1 < <(python -c 'import sys, yaml
 plan = yaml.safe_load(open("migration_plans/wave-plan.yaml"))
 print("\n".join(s["id"] for s in plan["waves"][0]["systems"]))')
