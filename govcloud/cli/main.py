@@ -92,6 +92,7 @@ def _register() -> None:
     from govcloud.cli.dns import dns
     from govcloud.cli.exporter import exporter
     from govcloud.cli.failover import failover
+    from govcloud.cli.ha import ha
     from govcloud.cli.hosts import hosts
     from govcloud.cli.migrate import migrate
     from govcloud.cli.plan import plan
@@ -105,6 +106,7 @@ def _register() -> None:
     cli.add_command(audit)
     cli.add_command(exporter)
     cli.add_command(failover)
+    cli.add_command(ha)
     cli.add_command(migrate)
     cli.add_command(dns)
 

@@ -14,6 +14,7 @@ from typing import Any
 from govcloud.errors import Diagnostic, Location
 from govcloud.inventory.db_checks import check_host_databases
 from govcloud.inventory.dns_checks import check_dns
+from govcloud.inventory.ha_checks import check_ha
 from govcloud.inventory.probe_checks import check_probes
 from govcloud.inventory.service_checks import check_system_services
 from govcloud.inventory.yamlio import PathElem, YamlDocument, format_path
@@ -106,6 +107,7 @@ def check_topology(doc: YamlDocument) -> list[Diagnostic]:
                    "list the operators' networks instead")
     f.items.extend(check_dns(doc, sorted(site_owner)))
     f.items.extend(check_probes(doc))
+    f.items.extend(check_ha(doc, site_owner))
     return f.items
 
 

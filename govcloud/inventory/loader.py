@@ -15,6 +15,7 @@ from typing import Any
 
 from govcloud.errors import Diagnostic, InventoryError, Location
 from govcloud.inventory.checks import check_departments, check_topology
+from govcloud.inventory.ha_loader import build_ha_postgres
 from govcloud.inventory.schema import schema_diagnostics
 from govcloud.inventory.service_loader import (
     build_hooks,
@@ -235,7 +236,7 @@ def build_inventory(topology: YamlDocument, departments: list[YamlDocument], dig
             sites.append(Site(sname, rname, s["availability_zone"], _resources(s["capacity"]), probe))
     links = tuple(ReplicationLink(x["from"], x["to"], x["mode"], x.get("max_lag_seconds")) for x in t.get("replication", []))
     topo = Topology(t["name"], tuple(regions), tuple(sites), links, tuple(t.get("security", {}).get("ops_cidrs", [])),
-                    topology.locate(()), _dns(topology))
+                    topology.locate(()), _dns(topology), build_ha_postgres(topology))
     depts: list[Department] = []
     systems: list[System] = []
     for doc in departments:

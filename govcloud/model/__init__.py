@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 
 from govcloud.errors import Location
+from govcloud.model.ha import HaPostgres
 from govcloud.model.services import CheckRef, Hook, HookPoint, OsImage, OsSpec, Service
 
 DAYS: tuple[str, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -174,6 +175,7 @@ class Topology:
     ops_cidrs: tuple[str, ...] = ()
     source: Location = field(default=Location("topology.yaml"))
     dns: DnsConfig | None = None
+    ha_postgres: HaPostgres | None = None  # the highly available PostgreSQL (docs/ha.md), if declared
 
     def site(self, name: str) -> Site:
         for s in self.sites:
