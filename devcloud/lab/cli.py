@@ -44,18 +44,25 @@ def lab(ctx: click.Context) -> None:
 
 @lab.command()
 def install() -> None:
-    """apt-install the lab's packages (sshd, ssh, rsync, iproute2, BIND 9, and the legacy room's nginx,
-    php-fpm and DokuWiki) if missing; starts no service."""
+    """apt-install the lab's packages (sshd, ssh, rsync, iproute2, BIND 9, the legacy room's nginx,
+    php-fpm and DokuWiki, etcd and PostgreSQL 15) and Patroni's virtualenv if missing; starts no service."""
     from devcloud.lab.install import (
         APP_PACKAGES,
         APT_PACKAGES,
         DNS_PACKAGES,
+        HA_PACKAGES,
+        PATRONI_VENV,
+        PG_PACKAGES,
         ensure_packages,
+        ensure_patroni,
     )
 
-    installed = ensure_packages(APT_PACKAGES + DNS_PACKAGES) + ensure_packages(APP_PACKAGES, recommends=False)
+    installed = (ensure_packages(APT_PACKAGES + DNS_PACKAGES) + ensure_packages(APP_PACKAGES, recommends=False)
+                 + ensure_packages(HA_PACKAGES + PG_PACKAGES, recommends=False))
+    if ensure_patroni():
+        installed.append(f"patroni ({PATRONI_VENV})")
     click.echo(f"lab: installed {' '.join(installed)}" if installed
-               else "lab: sshd, rsync, iproute2, BIND 9, nginx, php-fpm and DokuWiki present")
+               else "lab: sshd, rsync, iproute2, BIND 9, nginx, php-fpm, DokuWiki, etcd, PostgreSQL and Patroni present")
 
 
 @lab.command()

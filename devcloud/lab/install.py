@@ -22,6 +22,13 @@ DNS_PACKAGES: tuple[str, ...] = ("bind9", "bind9-utils", "bind9-dnsutils")
 #: DokuWiki on php-fpm) and curl for their smoke tests; installed without Recommends (no apache2)
 APP_PACKAGES: tuple[str, ...] = ("nginx-light", "php8.2-fpm", "dokuwiki", "curl")
 
+#: etcd for the highly available PostgreSQL's rings (docs/ha.md); the Debian unit is never started here
+HA_PACKAGES: tuple[str, ...] = ("etcd-server", "etcd-client", "python3-venv")
+#: Patroni in a virtualenv on the system Python, where the database hosts run it (Patroni runs as
+#: postgres, which cannot read a Python under /root); Debian's own patroni (3.0) is too old
+PATRONI_VENV = Path("/opt/govcloud/patroni")
+PATRONI_REQUIREMENTS: tuple[str, ...] = ("patroni[etcd3]==4.1.5", "psycopg[binary]==3.3.9")
+
 POLICY_RC_D = Path("/usr/sbin/policy-rc.d")
 
 
@@ -68,6 +75,25 @@ def ensure_packages(packages: tuple[str, ...] = APT_PACKAGES, *, recommends: boo
         if made_policy:
             POLICY_RC_D.unlink(missing_ok=True)
     return missing
+
+
+def ensure_patroni(venv: Path = PATRONI_VENV) -> bool:
+    """Create ``venv`` with Patroni's pinned release unless it is there already; True if installed now.
+
+    Lab hosts share /opt with the machine, so one virtualenv serves every database host, as an
+    estate's image or its own role would provide it (the deployment checks the version it finds)."""
+    patroni = venv / "bin" / "patroni"
+    wanted = PATRONI_REQUIREMENTS[0].split("==")[1]
+    if patroni.exists():
+        r = subprocess.run([str(patroni), "--version"], capture_output=True, text=True, check=False)
+        if r.returncode == 0 and r.stdout.split()[-1:] == [wanted]:
+            return False
+    log.info("installing Patroni %s into %s", wanted, venv)
+    subprocess.run(["/usr/bin/python3", "-m", "venv", "--clear", str(venv)], check=True)
+    subprocess.run([str(venv / "bin" / "pip"), "install", "-q", "--disable-pip-version-check", *PATRONI_REQUIREMENTS],
+                   check=True, stdout=subprocess.DEVNULL)
+    venv.chmod(0o755)
+    return True
 
 
 if __name__ == "__main__":  # pragma: no cover - convenience for setup scripts

@@ -23,7 +23,12 @@ from dataclasses import dataclass
 from enum import Enum
 
 from govcloud.model import Topology
-from govcloud.model.ha import DEFAULT_ETCD_CLIENT_PORT, DEFAULT_ETCD_PEER_PORT, DbHost, HaPostgres
+from govcloud.model.ha import (
+    DEFAULT_ETCD_CLIENT_PORT,
+    DEFAULT_ETCD_PEER_PORT,
+    DbHost,
+    HaPostgres,
+)
 
 STANDBY_ETCD_PORT_OFFSET = 100  # the standby cluster's ring: 2479 / 2480 beside the primary's 2379 / 2380
 

@@ -5,7 +5,15 @@ from __future__ import annotations
 from typing import Any
 
 from govcloud.inventory.yamlio import YamlDocument
-from govcloud.model.ha import DEFAULT_PG_PORT, Accelerator, DbHost, HaPostgres, PatroniSettings
+from govcloud.model.ha import (
+    DEFAULT_BASE_DIR,
+    DEFAULT_PATRONI_VENV,
+    DEFAULT_PG_PORT,
+    Accelerator,
+    DbHost,
+    HaPostgres,
+    PatroniSettings,
+)
 
 
 def build_ha_postgres(topology: YamlDocument) -> HaPostgres | None:
@@ -26,4 +34,6 @@ def build_ha_postgres(topology: YamlDocument) -> HaPostgres | None:
     a: dict[str, Any] = pg.get("accelerator") or {}
     accel = Accelerator(enabled=bool(a.get("enabled", True)), confirm_s=float(a.get("confirm_s", Accelerator.confirm_s)))
     return HaPostgres(pg["name"], str(pg["version"]), pg["scope"], hosts, int(pg.get("port", DEFAULT_PG_PORT)),
+                      str(pg.get("base_dir", DEFAULT_BASE_DIR)).rstrip("/"),
+                      str(pg.get("patroni_venv", DEFAULT_PATRONI_VENV)).rstrip("/"),
                       patroni, accel, topology.locate(("ha", "postgres")))

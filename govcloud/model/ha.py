@@ -24,6 +24,9 @@ DEFAULT_PG_PORT = 5432
 DEFAULT_PATRONI_PORT = 8008  # Patroni's REST API
 DEFAULT_ETCD_CLIENT_PORT = 2379
 DEFAULT_ETCD_PEER_PORT = 2380
+DEFAULT_BASE_DIR = "/var/lib/govcloud-ha"
+DEFAULT_PATRONI_VENV = "/opt/govcloud/patroni"
+PATRONI_VERSION = "4.1.5"  # the release govcloud deploys and is tested with
 
 
 @dataclass(frozen=True)
@@ -68,6 +71,8 @@ class HaPostgres:
     scope: str  # the Patroni scope of the primary region's cluster
     hosts: tuple[DbHost, ...]
     port: int = DEFAULT_PG_PORT
+    base_dir: str = DEFAULT_BASE_DIR  # on each database host: configs, data directories, logs, pid files
+    patroni_venv: str = DEFAULT_PATRONI_VENV  # the virtualenv holding Patroni on each database host
     patroni: PatroniSettings = PatroniSettings()
     accelerator: Accelerator = Accelerator()
     source: Location = field(default=_NOWHERE, compare=False)

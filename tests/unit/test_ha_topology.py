@@ -66,8 +66,8 @@ def test_the_shipped_topology_makes_a_sync_cluster_in_gz_a_standby_cluster_in_st
     ("      gz-a: [{name: a1, address: 10.240.1.21}]\n      gz-b: [{name: b1, address: 10.240.2.21}]\n", "st",
      ["etcd ring has 2 members", "no backup region"]),
     # one site with three hosts: a host's loss is survived, the site's is not
-    ("      gz-a: [{name: a1, address: 10.240.1.21}, {name: a2, address: 10.240.1.22}, "
-     "{name: a3, address: 10.240.1.23}]\n", None,
+    (("      gz-a: [{name: a1, address: 10.240.1.21}, {name: a2, address: 10.240.1.22}, "
+      "{name: a3, address: 10.240.1.23}]\n"), None,
      ["every member of the gz cluster is in site gz-a", "gz-b of region gz have no database host",
       "etcd ring spans 1 site", "backup region has no database host"]),
     # a single host: no failover at all
