@@ -101,7 +101,7 @@ class NameServers(Protocol):
     def serving(self, server: DnsServer, zone: str) -> bool | None: ...
     def resolve(self, servers: Sequence[DnsServer], fqdn: str) -> frozenset[str] | None: ...
     def generation(self, server: DnsServer, zone: str) -> int | None: ...
-    def switch(self, server: DnsServer, change: RecordChange, generation: int) -> UpdateResult: ...
+    def switch(self, server: DnsServer, change: RecordChange, generation: int, previous: int | None) -> UpdateResult: ...
     def records(self, server: DnsServer, zone: str) -> dict[str, tuple[frozenset[str], int]]: ...
     def repair(self, server: DnsServer, zone: str, stale_generation: int, wanted: dict[str, tuple[str, int]],
                remove: tuple[str, ...], generation: int) -> UpdateResult: ...
@@ -178,6 +178,13 @@ class DnsClient:
         texts = [b"".join(rr.strings).decode() for rrset in r.answer if rrset.rdtype == dns.rdatatype.TXT for rr in rrset]
         return 0 if not texts and r.flags & dns.flags.AA else parse_generation(texts)
 
+    def _has_generation_record(self, server: DnsServer, zone: str) -> bool:
+        try:
+            r = self._query(server, f"{GENERATION_LABEL}.{zone}", "TXT")
+        except (dns.exception.DNSException, OSError):
+            return True  # unknown: require "0", which a server without the record refuses (nothing changes)
+        return any(rrset.rdtype == dns.rdatatype.TXT for rrset in r.answer)
+
     def records(self, server: DnsServer, zone: str) -> dict[str, tuple[frozenset[str], int]]:
         """Every A record of the zone on one server (label -> addresses, TTL), by a signed AXFR."""
         try:
@@ -228,13 +235,19 @@ class DnsClient:
                            hint="check that the server runs and is reachable from the controller") from None
         return UpdateResult(server, dns.rcode.to_text(r.rcode()))
 
-    def switch(self, server: DnsServer, change: RecordChange, generation: int) -> UpdateResult:
-        """Compare-and-swap: only if the name holds ``change.expected`` (or is absent when that is None)."""
+    def switch(self, server: DnsServer, change: RecordChange, generation: int, previous: int | None) -> UpdateResult:
+        """Compare-and-swap: only if the name holds ``change.expected`` (or is absent when that is None)
+        and the zone's generation is still ``previous`` (absent for 0; None: not known, not checked), so
+        that of two writers that read the same generation only one can write the next."""
         u = self._message(change.zone)
         if change.expected is None:
             u.absent(change.label, "A")
         else:
             u.present(change.label, "A", change.expected)
+        if previous == 0 and not self._has_generation_record(server, change.zone):
+            u.absent(GENERATION_LABEL, "TXT")  # a zone never switched (a zone file may also start it at "0")
+        elif previous is not None:
+            u.present(GENERATION_LABEL, "TXT", str(previous))
         u.replace(change.label, change.ttl, "A", change.new)
         u.replace(GENERATION_LABEL, change.ttl, "TXT", str(generation))
         return self._send(server, u)

@@ -23,6 +23,7 @@ from govcloud.dns.stale import Freshness, ServerGeneration, classify, repair_for
 from govcloud.dns.switch import (
     Answer,
     RecordChange,
+    ServerPlan,
     SwitchPlan,
     complete,
     lagging,
@@ -35,6 +36,7 @@ log = logging.getLogger(__name__)
 
 CONVERGE_TIMEOUT_S = 10.0
 POLL_S = 0.01
+GENERATION_ATTEMPTS = 5  # rereads when only the zone's generation moved (another name's switch)
 
 
 @dataclass(frozen=True)
@@ -161,30 +163,84 @@ class NameService:
 
     def switch(self, service: str, *, address: str, port: int, site: str = "", expect: str | None = None,
                reason: str = "") -> ServiceEndpoint:
-        """Compare-and-swap ``service`` from ``expect`` ("" or None: absent) to ``address`` on every server."""
+        """Compare-and-swap ``service`` from ``expect`` ("" or None: absent) to ``address`` on every server.
+
+        Fenced by the zone's generation too: every update also requires the generation it was planned
+        from, and the first server is updated alone before the others, so that of two writers (two
+        processes, two controllers) that read the same generation exactly one writes the next; the other
+        reads again, and is refused if its name moved, or takes the generation after when only another
+        name did."""
         change = RecordChange(self.config.zone, service, expect or None, address, self.ttl_of(service))
         with self._switching:
-            gens, answers = self.survey(service)
-            repaired, newest = self._repair(gens)  # a server that missed switches is made current before it is compared
-            if repaired:
-                answers = self.answers(service)
-            plan = plan_switch(change, answers)
-            if plan.refused:
-                raise DnsConflictError(plan.refusal(), hint=_refusal_hint(plan))
-            report = self._apply(plan, newest)
+            for _attempt in range(GENERATION_ATTEMPTS):
+                gens, answers = self.survey(service)
+                repaired, newest = self._repair(gens)  # a server that missed switches is made current before it is compared
+                if repaired or any(g.generation is not None and g.generation != newest for g in gens):
+                    gens, answers = self.survey(service)  # repaired, by us or meanwhile by another writer
+                plan = plan_switch(change, answers)
+                if plan.refused:
+                    raise DnsConflictError(plan.refusal(), hint=_refusal_hint(plan))
+                report = self._apply(plan, {g.site: g.generation for g in gens}, newest)
+                if report is not None:
+                    break
+            else:
+                raise DnsConflictError(f"{change.fqdn}: the zone's generation moved {GENERATION_ATTEMPTS} times while "
+                                       "it was being switched; nothing was changed",
+                                       hint="other writers are switching names without pause: find them, then re-run")
         log.info("%s: %s (%s)", service, change.describe(), reason or "no reason given")
         if self.on_switch is not None:
             self.on_switch(report)
         return ServiceEndpoint(service=service, address=address, port=port, site=site, version=report.generation,
                                updated_at=datetime.now(UTC).isoformat(timespec="seconds"), reason=reason)
 
-    def _apply(self, plan: SwitchPlan, newest: int) -> SwitchReport:
+    def _claim(self, change: RecordChange, first: ServerPlan, previous: int | None, generation: int) -> bool:
+        """Update the first server alone: the generation's arbiter. False when only the generation moved
+        (read again and retry); a moved name is a conflict, with nothing changed anywhere."""
+        r = self.servers.switch(first.server, change, generation, previous)
+        if r.ok:
+            return True
+        if not r.prerequisite_failed:
+            raise DnsError(f"DNS server {r.server.site} answered {r.rcode} to the update of {change.fqdn}",
+                           hint="see the server's log; nothing was changed, the switch can be re-run")
+        now = self.servers.answer(first.server, change.fqdn).addresses
+        if now == (frozenset() if change.expected is None else frozenset({change.expected})):
+            return False  # another writer took generation ``generation`` for another name
+        raise DnsConflictError(f"{change.fqdn} changed on {first.server.site} while it was being switched: it now "
+                               f"answers {', '.join(sorted(now)) if now else 'nothing'}, not {change.expected or '(absent)'}; "
+                               "nothing was changed", hint="someone else switched this name first: find out who "
+                                                           "(govcloud dns status), then re-run if still wanted")
+
+    def _follow(self, change: RecordChange, server: DnsServer, generation: int) -> bool:
+        """After the arbiter took ``generation``, a server that refused because its generation moved
+        meanwhile (another writer's switch of another name, or its repair, landed there first) gets the
+        update again on the generation it holds now, keeping the higher one. True once it answers our
+        address; False when the name itself moved there (a real conflict)."""
+        expected = frozenset() if change.expected is None else frozenset({change.expected})
+        for _attempt in range(GENERATION_ATTEMPTS):
+            now = self.servers.answer(server, change.fqdn).addresses
+            if now == frozenset({change.new}):
+                return True  # repaired from the arbiter meanwhile: the state we wanted
+            if now != expected:
+                return False
+            held = self.servers.generation(server, change.zone)
+            if held is None:
+                return False
+            if self.servers.switch(server, change, max(generation, held), held).ok:
+                return True
+        return False
+
+    def _apply(self, plan: SwitchPlan, previous: dict[str, int | None], newest: int) -> SwitchReport | None:
         change = plan.change
         generation = newest + 1 if plan.to_send else newest
         t0 = time.monotonic()
-        with ThreadPoolExecutor(max_workers=max(1, len(plan.to_send))) as pool:
-            results = list(pool.map(lambda p: self.servers.switch(p.server, change, generation), plan.to_send))
-        races = [r for r in results if r.prerequisite_failed]
+        ordered = sorted(plan.to_send, key=lambda p: previous.get(p.server.site) is None)  # a known generation first
+        if ordered and not self._claim(change, ordered[0], previous.get(ordered[0].server.site), generation):
+            return None
+        rest = ordered[1:]
+        with ThreadPoolExecutor(max_workers=max(1, len(rest))) as pool:
+            results = list(pool.map(lambda p: self.servers.switch(p.server, change, generation,
+                                                                  previous.get(p.server.site)), rest))
+        races = [r for r in results if r.prerequisite_failed and not self._follow(change, r.server, generation)]
         failed = [r for r in results if not r.ok and not r.prerequisite_failed]
         if failed:
             raise DnsError("; ".join(f"DNS server {r.server.site} answered {r.rcode} to the update of {change.fqdn}"
@@ -192,7 +248,7 @@ class NameService:
         if races:
             sites = ", ".join(r.server.site for r in races)
             raise DnsConflictError(f"{change.fqdn} changed on {sites} while it was being switched (prerequisite "
-                                   f"{change.expected or '(absent)'} failed there)",
+                                   f"{change.expected or '(absent)'} or generation {newest} failed there)",
                                    hint="someone else is switching this name: find out who, then re-run")
         deadline = t0 + self.converge_timeout
         sent = [p.server for p in plan.to_send]  # the others already answer it, or are down (stale until repaired)

@@ -337,3 +337,100 @@ def test_concurrent_switches_each_take_their_own_generation(zone: Zone) -> None:
         names.on_switch = None
         for s in names.config.servers:
             nsupdate(zone, s.address, *(f"update delete {lb}.{ZONE} A" for lb in labels))
+
+
+RACER = r"""
+import sys, time
+from pathlib import Path
+from govcloud.adapters.dns import DnsClient, load_key
+from govcloud.errors import DnsConflictError
+from govcloud.model import DnsConfig, DnsServer
+from govcloud.services.names import NameService
+
+barrier, me, label, expect, new = Path(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4] or None, sys.argv[5]
+servers = tuple(DnsServer(site, ip) for site, ip in (s.split("=") for s in sys.argv[7].split(",")))
+
+
+class Together(DnsClient):
+    # the injected timing (no real part waits on cue): each writer's first update waits until both writers
+    # have surveyed the zone, so both planned from the same generation and race for the next one
+    waited = False
+
+    def switch(self, server, change, generation, previous):
+        if not Together.waited:
+            Together.waited = True
+            (barrier / me).touch()
+            deadline = time.monotonic() + 20
+            while len(list(barrier.iterdir())) < 2:
+                assert time.monotonic() < deadline, "the other writer never came"
+                time.sleep(0.001)
+        return super().switch(server, change, generation, previous)
+
+
+names = NameService(DnsConfig(sys.argv[6], servers), Together(load_key(Path(sys.argv[8]))), ttl_of=lambda _s: 5)
+try:
+    ep = names.switch(label, address=new, port=5432, expect=expect)
+    print(f"won {ep.version}")
+except DnsConflictError as exc:
+    print(f"refused: {exc.message}")
+"""
+
+
+def _race(zone: Zone, tmp_path: Path, jobs: list[tuple[str, str | None, str]]) -> list[str]:
+    """Two writers (two processes, each its own NameService) switching at once; what each said."""
+    import sys
+
+    barrier = tmp_path / "barrier"
+    barrier.mkdir()
+    servers = ",".join(f"{s.site}={s.address}" for s in zone.names.config.servers)
+    procs = [subprocess.Popen([sys.executable, "-c", RACER, str(barrier), f"w{i}", label, expect or "", new, ZONE,
+                               servers, str(zone.key_file)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for i, (label, expect, new) in enumerate(jobs)]
+    outs = [p.communicate(timeout=60) for p in procs]
+    assert all(p.returncode == 0 for p in procs), outs
+    return [o[0].strip() for o in outs]
+
+
+def test_two_processes_switching_one_name_at_once_exactly_one_wins(zone: Zone, label: str, tmp_path: Path) -> None:
+    """Issue 31, check 2 (fencing): both writers read generation N and the name at its old address;
+    exactly one writes N+1 on every server, the other is refused with nothing changed."""
+    names = zone.names
+    names.switch(label, address="10.244.0.10", port=5432, expect=None)
+    before = max(g.generation or 0 for g in names.generations())
+    said = _race(zone, tmp_path, [(label, "10.244.0.10", "10.244.0.11"), (label, "10.244.0.10", "10.244.0.12")])
+    won = [s for s in said if s.startswith("won")]
+    refused = [s for s in said if s.startswith("refused")]
+    assert len(won) == 1 and len(refused) == 1, said
+    assert won[0] == f"won {before + 1}", said
+    assert "nothing was changed" in refused[0], said
+    winner = "10.244.0.11" if said[0].startswith("won") else "10.244.0.12"
+    assert [a.addresses for a in names.answers(label)] == [frozenset({winner})] * 3  # what govcloud reads, signed
+    assert {g.generation for g in names.generations()} == {before + 1}
+    _clients_answer(names, {label: winner})
+
+
+def _clients_answer(names: Any, wanted: dict[str, str]) -> None:
+    """Every server answers clients (unsigned) the winner's addresses: a server's guard may withhold its
+    answers for a moment while it is behind the others during the race (test_a_server_that_missed_...)."""
+    from devcloud.procs import wait_for
+
+    for s in names.config.servers:
+        for lb, address in wanted.items():
+            wait_for(lambda a=s.address, n=f"{lb}.{ZONE}", w=address: dig(a, n) == [w], timeout=10, interval=0.1,
+                     what=f"{s.site} answering {lb} with {address}")
+
+
+def test_two_processes_switching_two_names_at_once_take_one_generation_each(zone: Zone, tmp_path: Path) -> None:
+    """The loser of the generation (its own name unmoved) reads again and takes the next one: both
+    switches land, with generations N+1 and N+2, and every server agrees."""
+    names = zone.names
+    labels = [f"it-{secrets.token_hex(4)}" for _ in range(2)]
+    try:
+        before = max(g.generation or 0 for g in names.generations())
+        said = _race(zone, tmp_path, [(labels[0], None, "10.244.0.21"), (labels[1], None, "10.244.0.22")])
+        assert sorted(said) == [f"won {before + 1}", f"won {before + 2}"], said
+        assert {g.generation for g in names.generations()} == {before + 2}
+        _clients_answer(names, {labels[0]: "10.244.0.21", labels[1]: "10.244.0.22"})
+    finally:
+        for s in names.config.servers:
+            nsupdate(zone, s.address, *(f"update delete {lb}.{ZONE} A" for lb in labels))
