@@ -95,3 +95,42 @@ def test_5xx_gives_up_after_the_attempts(cloud: OpenStackCloud) -> None:
     with pytest.raises(OpenStackError, match="after 4 attempt"):
         cloud.call(fn, region="gz", what="list networks")
     assert len(cloud.sleeps) == 3  # type: ignore[attr-defined]
+
+
+def test_a_create_that_timed_out_is_looked_for_while_the_service_may_still_act(cloud: OpenStackCloud) -> None:
+    """No response at all (a timeout): the create may still be running in the service, so it is looked
+    for over the settle window, not once, before being sent again (one look found a duplicate-to-be
+    missing in the fault test under load; the create then landed and the re-send made a second)."""
+    from keystoneauth1 import exceptions as ksa_exc
+
+    posts: list[int] = []
+    looks: list[int] = []
+
+    def create() -> str:
+        posts.append(1)
+        raise ksa_exc.ConnectTimeout("timed out")
+
+    def recheck() -> str | None:
+        looks.append(1)
+        return "id-1" if len(looks) == 4 else None  # the service finishes the first create meanwhile
+
+    assert cloud.call(create, region="gz", what="create network x", recheck=recheck) == "id-1"
+    assert len(posts) == 1 and len(looks) == 4 and cloud.stats.recovered_creates == 1
+
+
+def test_a_create_that_never_landed_is_sent_again_after_the_settle_window(cloud: OpenStackCloud) -> None:
+    from keystoneauth1 import exceptions as ksa_exc
+
+    from govcloud.adapters.openstack.connection import SETTLE_MIN_S, SETTLE_POLL_S
+
+    answers: list[Any] = [ksa_exc.ConnectTimeout("timed out"), "id-2"]
+
+    def create() -> str:
+        a = answers.pop(0)
+        if isinstance(a, Exception):
+            raise a
+        return str(a)
+
+    assert cloud.call(create, region="gz", what="create network y", recheck=lambda: None) == "id-2"
+    settle = [s for s in cloud.sleeps if s == SETTLE_POLL_S]  # type: ignore[attr-defined]
+    assert len(settle) * SETTLE_POLL_S >= SETTLE_MIN_S

@@ -5,7 +5,8 @@ loop every call goes through, and the evidence an error keeps.
   every request with one ``global_request_id`` per govcloud run (grep it in the services' logs);
 - retries 5xx, 429 (after ``Retry-After``) and timeouts with exponential backoff. A create whose
   request may have reached the server is never blindly re-sent: ``recheck`` looks the object up by
-  name and ownership first, so a lost response never makes a duplicate;
+  name and ownership first (after a timeout, for a while: the request may still be running there), so
+  a lost response never makes a duplicate;
 - errors keep their evidence (request id, method + URL, region, the object being made) and say what to do.
 
 Reading (``reading``), applying provisioning changes (``writing``) and the migration's server calls
@@ -15,6 +16,7 @@ Reading (``reading``), applying provisioning changes (``writing``) and the migra
 from __future__ import annotations
 
 import logging
+import math
 import random
 import re
 import threading
@@ -36,6 +38,9 @@ from govcloud.provision.model import DEPT_TAG_PREFIX, GLOBAL, MANAGED_TAG, key_o
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+SETTLE_TIMEOUTS = 5  # a create that timed out is looked for this many client timeouts before it is re-sent
+SETTLE_MIN_S = 10.0
+SETTLE_POLL_S = 0.5
 
 def new_request_id() -> str:
     """One per govcloud run: ``req-<uuid4>``, the form the OpenStack services accept and log."""
@@ -139,6 +144,8 @@ class CloudConnection:
         self.retry = retry or RetryPolicy()
         self.stats = Stats()
         self._timeout = timeout
+        # how long a request that timed out may still be acted on by the service (a create then found)
+        self._settle_s = max(SETTLE_MIN_S, SETTLE_TIMEOUTS * timeout)
         self._clouds_yaml = clouds_yaml
         self._overrides = overrides or {}
         self._conns: dict[str, Connection] = {}
@@ -204,12 +211,12 @@ class CloudConnection:
         """
         attempt = 0
         maybe_sent = False
+        in_flight = False  # no response came back at all: the service may still be acting on the request
         while True:
             attempt += 1
             try:
                 if maybe_sent and recheck is not None:
-                    self.stats.add(calls=1)
-                    found = recheck()
+                    found = self._recheck(recheck, settle_s=self._settle_s if in_flight else 0.0)
                     if found is not None:
                         self.stats.add(recovered=1)
                         log.info("%s: found after a lost response, not re-sending", what)
@@ -230,11 +237,25 @@ class CloudConnection:
                     raise self._evidence(exc, region, what, attempt) from exc
                 if attempt >= self.retry.attempts:
                     raise self._evidence(exc, region, what, attempt) from exc
-                maybe_sent = True
+                maybe_sent = in_flight = True
                 delay = self._backoff(attempt)
             self.stats.add(retries=1)
             log.debug("%s: retry %d in %.2fs", what, attempt, delay)
             time.sleep(delay)  # backoff between attempts of a remote call: there is nothing to poll
+
+    def _recheck(self, recheck: Callable[[], T | None], *, settle_s: float) -> T | None:
+        """Look for what a lost create made. After a 5xx the service has answered (it acted or not) and
+        one look decides; after a timeout the request may still be running there, so the look is
+        repeated for ``settle_s`` before a create is sent again (else a slow create and its re-send
+        would make two: seen under load with the fault proxy of test_provision)."""
+        looks = 1 + math.ceil(settle_s / SETTLE_POLL_S)
+        for look in range(looks):
+            self.stats.add(calls=1)
+            found = recheck()
+            if found is not None or look == looks - 1:
+                return found
+            time.sleep(SETTLE_POLL_S)  # polling the service for the in-flight create, for settle_s at most
+        return None
 
     def _backoff(self, attempt: int) -> float:
         d = min(self.retry.max_delay, self.retry.base_delay * 2 ** (attempt - 1))
