@@ -170,6 +170,19 @@ def legacy(ctx: click.Context, inventory: Path, systems: tuple[str, ...], files:
         click.echo(f"  {h.hostname:<28} {h.ip:<15} {h.meta.get('system', '')}")
 
 
+@lab.command("db-hosts")
+@click.option("--from", "inventory", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="Inventory directory (its topology.yaml names the database hosts under ha.postgres).")
+@click.pass_context
+def db_hosts_cmd(ctx: click.Context, inventory: Path) -> None:
+    """The database hosts a topology's ha.postgres names, each in its site (for govcloud's HA PostgreSQL)."""
+    from devcloud.lab.dbhosts import create_db_hosts
+
+    made = _do(ctx, lambda: create_db_hosts(_lab(ctx), inventory))
+    for h in made:
+        click.echo(f"  {h.hostname:<20} {h.site:<6} {h.ip}")
+
+
 @lab.command()
 @click.option("--clouds-yaml", type=click.Path(path_type=Path), default=None, help="Default: devcloud's clouds.yaml.")
 @click.option("--watch", is_flag=True, help="Keep reconciling (what `lab up` starts in the background); logs to stderr.")

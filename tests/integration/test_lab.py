@@ -31,6 +31,7 @@ from devcloud.procs import wait_for
 pytestmark = pytest.mark.integration
 
 PKG_PARENT = str(Path(__file__).resolve().parents[2])
+REPO = Path(__file__).resolve().parents[2]
 INFRA = {"gz-a": "gz-a-h1", "gz-b": "gz-b-h1", "st-a": "st-a-h1"}
 # clear of the example inventory's 10.240.16.10.. and of what the cloud tests use
 LEGACY_HOSTS = [("lt-app-01", "10.240.31.200", ["/srv/lt/www", "/srv/lt/files"]), ("lt-db-01", "10.240.31.201", ["/srv/lt/db"])]
@@ -80,6 +81,26 @@ def test_hosts_answer_over_openssh_with_strict_host_keys(lab: Lab) -> None:
         assert lines[2] == "/srv"  # its own /srv (bind mount in its mount namespace)
     argv = lab.ssh_argv("gz-a-h1", "true")
     assert "StrictHostKeyChecking=yes" in argv and f"UserKnownHostsFile={lab.known_hosts}" in argv
+
+
+def test_database_hosts_are_made_from_the_topology_in_their_sites(lab: Lab) -> None:
+    """`devcloud lab db-hosts --from inventories/`: the hosts the shipped topology's ha.postgres names,
+    each in its site at its address, answering ssh with strict host keys (issue 31: govcloud deploys
+    the highly available PostgreSQL onto them as onto any estate's)."""
+    names = ("gz-a-db1", "gz-b-db1", "st-a-db1")
+    try:
+        r = _devcloud("db-hosts", "--from", str(REPO / "inventories"))
+        assert r.returncode == 0, r.stdout + r.stderr
+        again = _devcloud("db-hosts", "--from", str(REPO / "inventories"))  # idempotent: the same hosts
+        assert again.returncode == 0 and again.stdout == r.stdout, again.stdout + again.stderr
+        for name, site, address in zip(names, ("gz-a", "gz-b", "st-a"), ("10.240.1.21", "10.240.2.21", "10.240.3.21")):
+            h = lab.host(name)
+            assert (h.site, h.ip, h.kind) == (site, address, "db")
+            out = lab.ssh(name, "hostname; findmnt -n -o TARGET /srv")
+            assert out.returncode == 0 and out.stdout.split() == [name, "/srv"], out.stdout + out.stderr
+    finally:
+        for name in names:
+            lab.remove_host(name)
 
 
 def test_paramiko_reject_policy(lab: Lab, tmp_path: Path) -> None:

@@ -446,3 +446,21 @@ def test_apply_removes_in_one_batch_then_adds_in_one_batch_and_isolates_a_bad_se
     assert sorted(res.created) == sorted(k for k, h in want.items() if h.ip != "10.244.9.12")
     assert len(res.skipped) == 1 and "10.244.9.12" in res.skipped[0]
     assert lab.calls[0] == "add_hosts 3" and "add_host " + next(k for k, h in want.items() if h.ip == "10.244.9.12") in lab.calls
+
+
+def test_database_hosts_come_from_the_topology_and_must_fit_the_lab(tmp_path: Path) -> None:
+    from devcloud.lab.dbhosts import DbHost, db_hosts
+
+    repo = Path(__file__).resolve().parents[2]
+    assert db_hosts(repo / "inventories" / "topology.yaml") == [
+        DbHost("gz-a", "gz-a-db1", "10.240.1.21"), DbHost("gz-b", "gz-b-db1", "10.240.2.21"),
+        DbHost("st-a", "st-a-db1", "10.240.3.21")]
+    topo = tmp_path / "topology.yaml"
+    for bad, why in (("gz-a: [{name: x1, address: 10.240.2.21}]", "x1"), ("gz-c: [{name: x1, address: 10.240.1.21}]",
+                                                                          "unknown site 'gz-c'")):
+        topo.write_text(f"ha:\n  postgres:\n    hosts:\n      {bad}\n")
+        with pytest.raises(net.LabError, match=why):
+            db_hosts(topo)
+    topo.write_text("version: 1\n")
+    with pytest.raises(net.LabError, match="declares no ha.postgres"):
+        db_hosts(topo)

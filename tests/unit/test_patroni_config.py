@@ -2,9 +2,7 @@
 
 Built purely from the shape (govcloud/failover/patroni_config.py); the settings that carry docs/ha.md's
 safety argument are asserted one by one, and each configuration is put to the real Patroni's
-``--validate-config`` (the pinned release `devcloud lab install` puts in /opt/govcloud/patroni). That
-check also binds the listen addresses, which are the database hosts' own and not this machine's: those
-two complaints, and only those, are expected here (the deployment validates on the host itself).
+``--validate-config`` (the pinned release `devcloud lab install` puts in /opt/govcloud/patroni).
 """
 
 from __future__ import annotations
@@ -53,7 +51,7 @@ def test_the_primary_clusters_members_carry_the_safety_settings() -> None:
         assert dcs["postgresql"]["parameters"]["wal_sender_timeout"] == "5s"
         assert "data-checksums" in d["bootstrap"]["initdb"]
         assert d["etcd3"]["hosts"] == ["10.240.1.21:2379", "10.240.2.21:2379", "10.240.3.21:2379"]
-        assert d["postgresql"]["data_dir"] == "/var/lib/govcloud-ha/gdgov/pgdata"
+        assert d["postgresql"]["data_dir"] == "/srv/govcloud-ha/gdgov/pgdata"
         assert d["postgresql"]["bin_dir"] == "/usr/lib/postgresql/15/bin"
     assert docs[0]["postgresql"]["connect_address"] == "10.240.1.21:5432"
 
@@ -67,7 +65,7 @@ def test_the_standby_cluster_follows_the_service_name_with_its_own_ring() -> Non
     assert d["bootstrap"]["dcs"]["standby_cluster"] == {"host": "pg.svc.gdgov.internal", "port": 5432,
                                                         "create_replica_methods": ["basebackup"]}
     assert d["etcd3"]["hosts"] == ["10.240.3.21:2479"]
-    assert member_paths(ha, standby).data_dir == "/var/lib/govcloud-ha/gdgov-st/pgdata"
+    assert member_paths(ha, standby).data_dir == "/srv/govcloud-ha/gdgov-st/pgdata"
 
 
 def test_pg_hba_admits_replication_from_members_only_and_clients_from_the_declared_networks() -> None:
@@ -92,24 +90,41 @@ def test_each_ring_member_gets_its_own_urls_and_the_whole_ring() -> None:
     assert opt["--name"] == "st-a-db1" and opt["--listen-client-urls"] == "http://10.240.3.21:2379"
     assert opt["--initial-cluster"] == ("gz-a-db1=http://10.240.1.21:2380,gz-b-db1=http://10.240.2.21:2380,"
                                         "st-a-db1=http://10.240.3.21:2380")
-    assert opt["--data-dir"] == "/var/lib/govcloud-ha/etcd-gdgov/data"
+    assert opt["--data-dir"] == "/srv/govcloud-ha/etcd-gdgov/data"
     standby = shape.standby
     assert standby is not None
     opt = dict(zip(*[iter(etcd_args(ha, standby, standby.etcd[0])[1:])] * 2))
     assert opt["--initial-cluster"] == "st-a-db1=http://10.240.3.21:2480"
-    assert opt["--data-dir"] == "/var/lib/govcloud-ha/etcd-gdgov-st/data"
+    assert opt["--data-dir"] == "/srv/govcloud-ha/etcd-gdgov-st/data"
 
 
 def test_the_real_patroni_accepts_every_generated_configuration(tmp_path: Path) -> None:
+    """Each configuration as generated, but for what only its host can check: the listen addresses and
+    the etcd endpoints are moved to this machine's loopback (a listening socket stands in for etcd), so
+    the result does not depend on whether the lab's network is up; the host's own check at deployment
+    binds and reaches the real ones."""
+    import socket
+
     require(PATRONI.exists(), f"{PATRONI} (devcloud lab install puts Patroni there)")
     shape, ha = shipped()
-    for cluster in shape.clusters:
-        for host in cluster.members:
-            conf = tmp_path / f"{cluster.scope}-{host.name}.yml"
-            conf.write_text(yaml.safe_dump(member_config(shape, cluster, host, ha, SECRETS, CLIENTS)))
-            r = subprocess.run([str(PATRONI), "--validate-config", str(conf)], capture_output=True, text=True,
-                               timeout=60, check=False)
-            complaints = [line for line in (r.stdout + r.stderr).splitlines() if line.strip()]
-            expected = [f"restapi.listen {host.address}:8008 didn't pass validation: Port 8008 is already in use.",
-                        f"postgresql.listen {host.address}:5432 didn't pass validation: Port 5432 is already in use."]
-            assert complaints == expected, complaints
+    with socket.socket() as etcd:
+        etcd.bind(("127.0.0.1", 0))
+        etcd.listen()
+        endpoint = f"127.0.0.1:{etcd.getsockname()[1]}"
+        for cluster in shape.clusters:
+            for host in cluster.members:
+                doc = member_config(shape, cluster, host, ha, SECRETS, CLIENTS)
+                doc["etcd3"]["hosts"] = [endpoint]
+                doc["restapi"]["listen"] = "127.0.0.1:8008"
+                doc["postgresql"]["listen"] = f"127.0.0.1:{ha.port}"
+                conf = tmp_path / f"{cluster.scope}-{host.name}.yml"
+                conf.write_text(yaml.safe_dump(doc))
+                r = subprocess.run([str(PATRONI), "--validate-config", "--ignore-listen-port", str(conf)],
+                                   capture_output=True, text=True, timeout=60, check=False)
+                assert (r.returncode, r.stdout + r.stderr) == (0, ""), (conf.name, r.stdout + r.stderr)
+        bad = tmp_path / "bad.yml"  # and it does reject what is wrong
+        doc["bootstrap"]["dcs"]["ttl"] = 5
+        bad.write_text(yaml.safe_dump(doc))
+        r = subprocess.run([str(PATRONI), "--validate-config", "--ignore-listen-port", str(bad)], capture_output=True,
+                           text=True, timeout=60, check=False)
+        assert r.returncode != 0 and "bootstrap.dcs.ttl 5 didn't pass validation" in r.stdout + r.stderr
