@@ -95,3 +95,54 @@ def test_configuration_errors_name_the_file_and_field(tmp_path: Path) -> None:
     f.write_text("{")
     with pytest.raises(InvalidInputError, match="not valid JSON"):
         load_guard_config(f)
+
+
+class _Servers:
+    """Each server's generation per look (the guard's observations), for Guard.tick without a network."""
+
+    def __init__(self, looks: list[dict[str, int]]) -> None:
+        self.looks = looks
+        self.calls = 0
+
+    def generation(self, server: object, zone: str) -> int:
+        site = server.site  # type: ignore[attr-defined]
+        look = self.looks[min(self.calls // 3, len(self.looks) - 1)]
+        self.calls += 1
+        return look[site]
+
+
+class _Access:
+    def __init__(self) -> None:
+        self.on = True
+
+    def serving(self) -> bool:
+        return self.on
+
+    def set_serving(self, serving: bool) -> None:
+        self.on = serving
+
+
+def _guard(looks: list[dict[str, int]]) -> tuple[object, _Access, list[float]]:
+    from govcloud.services.dns_guard import Guard, GuardConfig, GuardServer
+
+    cfg = GuardConfig("gz-b", "svc.test.", (GuardServer("gz-a", "gz", "10.0.0.1"), GuardServer("gz-b", "gz", "10.0.0.2"),
+                                            GuardServer("st-a", "st", "10.0.0.3")), Path("/a"), Path("/p"), Path("/k"))
+    access = _Access()
+    pauses: list[float] = []
+    g = Guard(cfg, _Servers(looks), access, witness_probe=lambda: True, pause=pauses.append)  # type: ignore[arg-type]
+    return g, access, pauses
+
+
+def test_a_switch_in_flight_does_not_withdraw_a_server_seen_behind_for_a_moment() -> None:
+    """gz-a already holds the switch's generation 6, gz-b not yet (a few ms apart): the second look
+    finds gz-b current, and it keeps serving its clients."""
+    g, access, pauses = _guard([{"gz-a": 6, "gz-b": 5, "st-a": 5}, {"gz-a": 6, "gz-b": 6, "st-a": 6}])
+    d = g.tick()  # type: ignore[attr-defined]
+    assert d.action is GuardAction.KEEP and access.on and pauses == [0.1]
+
+
+def test_a_server_still_behind_at_the_second_look_withdraws() -> None:
+    g, access, pauses = _guard([{"gz-a": 6, "gz-b": 5, "st-a": 6}])
+    d = g.tick()  # type: ignore[attr-defined]
+    assert d.action is GuardAction.WITHDRAW and not access.on and pauses == [0.1]
+    assert g.tick().action is GuardAction.KEEP and pauses == [0.1]  # type: ignore[attr-defined]  # no second look twice
