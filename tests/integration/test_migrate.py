@@ -47,17 +47,17 @@ FILES, SIZE = 8, 64 * 1024
 CRASH_SEQUENCE = (  # each process of one migration is killed at the next point; >= 10, every phase
     "preflight.after_intent",
     "provision.after_boot_request",
-    "provision.after_active",
     "provision.after_configure",
     "sync.after_key",
     "sync.after_rsync",
     "cutover.after_stop",
     "cutover.after_final_sync",
-    "cutover.after_start",
     "cutover.after_switch",
     "verify.before_outcome",
     "finish.before_outcome",
-)
+)  # all 12 crash points are reached in tests/unit/test_migration_engine.py; here 10 of them, every phase
+# (provision.after_active and cutover.after_start left out for the suite's budget: their neighbours in the
+# same phase make the same resume decisions on the real cloud and lab)
 
 
 @dataclass
@@ -297,6 +297,8 @@ def test_source_changed_between_warm_sync_and_cutover_moves_the_delta(env: Env) 
     assert_migrated(env, "delta.sqlite", ("tmig-db",))
 
 
+@pytest.mark.scale  # the automatic rollback runs in the default suite on real software (the smoke-test case of
+# test_real_debian_apps_...); this health-check trigger on the sample app joins the scale tier for the budget
 def test_a_broken_target_app_is_rolled_back_and_the_legacy_service_is_healthy(env: Env) -> None:
     from devcloud.lab.testing import http_get
 
@@ -373,7 +375,7 @@ def test_cutover_and_rollback_move_the_name_and_clients_in_other_sites_follow(en
 
 
 def test_kill_9_at_every_crash_point_then_resume_completes_without_duplicates_or_recopy(env: Env) -> None:
-    """Wave 1 end to end through a SIGKILL at every crash point, and the audit log holds.
+    """Wave 1 end to end through a SIGKILL at ten crash points (every phase), and the audit log holds.
 
     This is also the module's end-to-end wave check (outcome table, servers, data, health, names, the
     legacy side stopped but intact, the audit chain and a tampered record caught); the run that is never
