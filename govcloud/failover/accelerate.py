@@ -24,11 +24,10 @@ Why it is safe (docs/ha.md has the whole argument):
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
-from govcloud.failover.decide import PathStatus, path_state
+from govcloud.failover.decide import PathStatus, names, path_state, reported, timeline
 from govcloud.failover.model import Policy, ProbeHistory, ProbeSnapshot
 from govcloud.model.ha import Accelerator
 
@@ -84,14 +83,6 @@ class Acceleration:
     evidence: tuple[str, ...] = ()
 
 
-def _timeline(snapshot: ProbeSnapshot, history: ProbeHistory) -> tuple[ProbeSnapshot, ...]:
-    return (*(s for s in history.snapshots if s.at < snapshot.at), snapshot)
-
-
-def _names(items: Sequence[str]) -> str:
-    return ", ".join(items) if items else "none"
-
-
 def accelerate(snapshot: ProbeSnapshot, history: ProbeHistory, cluster: ClusterState, accel: Accelerator,
                policy: Policy, max_lag_bytes: int) -> Acceleration:
     """Whether to revoke the leader's lease now, given the probes and the cluster's last known state."""
@@ -103,7 +94,7 @@ def accelerate(snapshot: ProbeSnapshot, history: ProbeHistory, cluster: ClusterS
     if key is None or leader is None:
         return Acceleration(Verdict.NONE, f"{cluster.scope}: no leader key held; Patroni is electing, "
                                           "nothing to accelerate")
-    snaps = _timeline(snapshot, history)
+    snaps = timeline(snapshot, history)
     others = [s for s in snapshot.site_names if s != leader.site]
     states = [path_state(snaps, o, leader.site, policy) for o in others]
     evidence = tuple(p.describe() for p in states)
@@ -117,18 +108,17 @@ def accelerate(snapshot: ProbeSnapshot, history: ProbeHistory, cluster: ClusterS
     where = f"{leader.site} (leader {leader.name} of {cluster.scope})"
     if not others or len(down) < need:
         up = [p.observer for p in states if p.status is PathStatus.UP]
-        return say(Verdict.NONE, f"{where} reachable from {_names(up)}; "
+        return say(Verdict.NONE, f"{where} reachable from {names(up)}; "
                                  f"{len(down)}/{len(others)} see it down (need {need}): no early revoke")
     if len(confirmed) < need:
         shortest = min(p.down_for for p in down)
-        return say(Verdict.WAIT, f"{where} unreachable from {_names([p.observer for p in down])} for "
+        return say(Verdict.WAIT, f"{where} unreachable from {names([p.observer for p in down])} for "
                                  f"{shortest:.1f} s: confirming for {accel.confirm_s:g} s")
     successor = _successor(cluster, leader.site, max_lag_bytes)
-    head = f"{where} unreachable from {_names(confirmed)} for {accel.confirm_s:g} s or more: quorum {len(confirmed)}/{len(others)}"
+    head = f"{where} unreachable from {names(confirmed)} for {accel.confirm_s:g} s or more: quorum {len(confirmed)}/{len(others)}"
     if isinstance(successor, str):
         return say(Verdict.REFUSE, f"{head}, but {successor}; Patroni decides after the leader key's ttl")
-    alive = any(o.observer == successor.site and o.at >= snapshot.at - policy.max_age_s for o in snapshot.observations)
-    if not alive:
+    if not reported(snapshot, successor.site, policy):
         return say(Verdict.REFUSE, f"{head}, but the synchronous standby's site {successor.site} sends no fresh "
                                    "report either; Patroni decides after the leader key's ttl")
     return say(Verdict.REVOKE, f"{head}; revoke the lease {key.lease:#x} of its leader key (revision "

@@ -75,7 +75,7 @@ def _secs(x: float) -> str:
     return f"{round(x, 1):g} s"
 
 
-def _names(items: Iterable[str]) -> str:
+def names(items: Iterable[str]) -> str:
     xs = list(items)
     if not xs:
         return "nobody"
@@ -84,7 +84,7 @@ def _names(items: Iterable[str]) -> str:
     return f"{', '.join(xs[:-1])} and {xs[-1]}"
 
 
-def _timeline(snapshot: ProbeSnapshot, history: ProbeHistory) -> tuple[ProbeSnapshot, ...]:
+def timeline(snapshot: ProbeSnapshot, history: ProbeHistory) -> tuple[ProbeSnapshot, ...]:
     """History (strictly older snapshots) followed by the current snapshot."""
     return (*(s for s in history.snapshots if s.at < snapshot.at), snapshot)
 
@@ -118,7 +118,7 @@ def _quorum(n: int) -> int:
     return n // 2 + 1
 
 
-def _reported(snapshot: ProbeSnapshot, site: str, policy: Policy) -> bool:
+def reported(snapshot: ProbeSnapshot, site: str, policy: Policy) -> bool:
     """True when ``site``'s probe agent sent a fresh report: it is alive, whatever others can reach."""
     return any(o.observer == site and o.at >= snapshot.at - policy.max_age_s for o in snapshot.observations)
 
@@ -134,7 +134,7 @@ def _candidates(snapshot: ProbeSnapshot, view: ServiceView, allowed: Sequence[st
         if sb.site in view.fenced:
             why_not.append(f"{sb.site} is fenced")
             continue
-        if not _reported(snapshot, sb.site, policy):
+        if not reported(snapshot, sb.site, policy):
             why_not.append(f"{sb.site} sent no fresh probe report")
             continue
         if not sb.streaming:
@@ -148,7 +148,7 @@ def _candidates(snapshot: ProbeSnapshot, view: ServiceView, allowed: Sequence[st
                         or path_state(snapshots, p.observer, sb.site, policy).status is PathStatus.UP)]
         if failing:
             why_not.append(f"{view.service} on {sb.site} fails its service probe from "
-                           f"{_names(p.observer for p in failing)}")
+                           f"{names(p.observer for p in failing)}")
             continue
         # someone other than the standby itself (and the lost primary) must reach its site: a standby cut off
         # together with the primary (a region isolated from the rest) would be a primary nobody can reach
@@ -178,7 +178,7 @@ def decide(snapshot: ProbeSnapshot, view: ServiceView, history: ProbeHistory, po
     decided only by ``policy.region_loss`` (docs/failover.md). Anything short of that is ``wait``
     (quorum sees it down, grace not yet over), ``refuse`` (some evidence, no quorum) or ``none``.
     """
-    snaps = _timeline(snapshot, history)
+    snaps = timeline(snapshot, history)
     topo = snapshot.topology
     sites = snapshot.site_names
     primary = view.primary
@@ -190,7 +190,7 @@ def decide(snapshot: ProbeSnapshot, view: ServiceView, history: ProbeHistory, po
     paths: list[PathState] = []
     if primary not in sites:
         return make(Action.REFUSE, f"{view.service}: primary site {primary} is not in topology {topo.name} "
-                                   f"(sites {_names(sites)}); no failover")
+                                   f"(sites {names(sites)}); no failover")
     others = [s for s in sites if s != primary]
     need = _quorum(len(others))
     states = [path_state(snaps, o, primary, policy) for o in others]
@@ -206,7 +206,7 @@ def decide(snapshot: ProbeSnapshot, view: ServiceView, history: ProbeHistory, po
 
     if len(lost) >= need:
         span = min(p.down_for for p in states if p.observer in lost)
-        head = (f"{primary} unreachable from {_names(lost)} for {_secs(span)} (grace {_secs(policy.grace_s)}): "
+        head = (f"{primary} unreachable from {names(lost)} for {_secs(span)} (grace {_secs(policy.grace_s)}): "
                 f"quorum {len(lost)}/{len(others)}")
         best, why_not = _candidates(snapshot, view, others, policy, snaps)
         if best is None:
@@ -222,7 +222,7 @@ def decide(snapshot: ProbeSnapshot, view: ServiceView, history: ProbeHistory, po
                     target_standby=best)
 
     if len(down) >= need:
-        return make(Action.WAIT, f"{primary} unreachable from {_names(p.observer for p in down)} for "
+        return make(Action.WAIT, f"{primary} unreachable from {names(p.observer for p in down)} for "
                                  f"{_secs(down_for)} (grace {_secs(policy.grace_s)}): quorum "
                                  f"{len(down)}/{len(others)} but the grace period is not over; waiting")
 
@@ -231,19 +231,19 @@ def decide(snapshot: ProbeSnapshot, view: ServiceView, history: ProbeHistory, po
         return region
 
     if down:
-        parts = [f"{primary} unreachable from {_names(p.observer for p in down)} (for {_secs(down_for)})"]
+        parts = [f"{primary} unreachable from {names(p.observer for p in down)} (for {_secs(down_for)})"]
         if up:
-            parts.append(f"reachable from {_names(up)}")
+            parts.append(f"reachable from {names(up)}")
         if silent:
-            parts.append(f"no report from {_names(silent)}")
+            parts.append(f"no report from {names(silent)}")
         return make(Action.REFUSE, f"{', '.join(parts)}: quorum {len(down)}/{len(others)} not met "
                                    f"(need {need}); no failover")
     if silent and not up:
-        return make(Action.REFUSE, f"no fresh report about {primary} from {_names(silent)}: "
+        return make(Action.REFUSE, f"no fresh report about {primary} from {names(silent)}: "
                                    f"quorum 0/{len(others)} (need {need}); no failover")
-    tail = f" (no report from {_names(silent)})" if silent else ""
+    tail = f" (no report from {names(silent)})" if silent else ""
     return make(Action.NONE, f"{primary} (primary of {view.service}, epoch {view.epoch}) reachable from "
-                             f"{_names(up)}{tail}; no failover")
+                             f"{names(up)}{tail}; no failover")
 
 
 def _region_decision(snapshot: ProbeSnapshot, view: ServiceView, snaps: Sequence[ProbeSnapshot], policy: Policy,
@@ -266,7 +266,7 @@ def _region_decision(snapshot: ProbeSnapshot, view: ServiceView, snaps: Sequence
     if len(all_down) < need:
         return None  # not a region loss as far as the backup region can tell: the site rule's answer stands
     span = min((states[(o, t)].down_for for o in all_down for t in inside), default=0.0)
-    head = f"region {region} ({_names(inside)}) unreachable from {_names(all_down)} for {_secs(span)}"
+    head = f"region {region} ({names(inside)}) unreachable from {names(all_down)} for {_secs(span)}"
     if policy.region_loss is RegionLossRule.NEVER:
         return make(Action.REFUSE, f"{head}: the policy leaves region loss to a human (region_loss=never); "
                                    f"no failover", rule=Rule.REGION_LOSS, deciders=tuple(all_down))
@@ -282,8 +282,8 @@ def _region_decision(snapshot: ProbeSnapshot, view: ServiceView, snaps: Sequence
         silent = [w.target for w in w_states if w.status is PathStatus.UNKNOWN]
         short = [w for w in w_states if w.status is PathStatus.DOWN and not w.lost(policy.grace_s)]
         if seen_up or silent:
-            what = (f"the witness {policy.witness} still reaches {_names(seen_up)}" if seen_up
-                    else f"the witness {policy.witness} sent no fresh report about {_names(silent)}")
+            what = (f"the witness {policy.witness} still reaches {names(seen_up)}" if seen_up
+                    else f"the witness {policy.witness} sent no fresh report about {names(silent)}")
             return make(Action.REFUSE, f"{head} (grace {_secs(policy.grace_s)}), but {what}: region loss not "
                                        f"confirmed; no failover", rule=Rule.REGION_LOSS, deciders=deciders)
         if short:
@@ -301,7 +301,7 @@ def _region_decision(snapshot: ProbeSnapshot, view: ServiceView, snaps: Sequence
             best = None
     head = f"{head} (grace {_secs(policy.grace_s)}), {witness_note}"
     if best is None:
-        return make(Action.REFUSE, f"{head}, but no standby of {view.service} in {_names(outside)} can be promoted: "
+        return make(Action.REFUSE, f"{head}, but no standby of {view.service} in {names(outside)} can be promoted: "
                                    f"{'; '.join(why_not) or 'it has none there'}; no failover",
                     rule=Rule.REGION_LOSS, deciders=deciders)
     return make(Action.FAILOVER, f"{head}; promote {best.site} ({best.describe()}) at epoch {view.next_epoch}",
@@ -331,7 +331,7 @@ def _isolated(snapshot: ProbeSnapshot, primary: str, policy: Policy) -> tuple[bo
         return False, f"{primary} is the only site"
     reached = [s for s in others if s in fresh]
     if len(reached) <= len(others) - _quorum(len(others)):
-        return True, f"{primary} reaches only {len(reached)}/{len(others)} other sites ({_names(reached)})"
+        return True, f"{primary} reaches only {len(reached)}/{len(others)} other sites ({names(reached)})"
     if policy.region_loss is not RegionLossRule.NEVER:
         region = topo.site(primary).region
         outside = [s.name for s in topo.sites if s.region != region]
@@ -339,10 +339,10 @@ def _isolated(snapshot: ProbeSnapshot, primary: str, policy: Policy) -> tuple[bo
             out_reached = [s for s in outside if s in fresh]
             witness_ok = policy.region_loss is RegionLossRule.WITNESS and policy.witness in fresh
             if len(out_reached) <= len(outside) - _quorum(len(outside)) and not witness_ok:
-                what = f"{_names(outside)}" + (f" nor the witness {policy.witness}"
+                what = f"{names(outside)}" + (f" nor the witness {policy.witness}"
                                               if policy.region_loss is RegionLossRule.WITNESS else "")
                 return True, f"{primary} reaches none of {what}"
-    return False, f"{primary} reaches {_names(reached)}"
+    return False, f"{primary} reaches {names(reached)}"
 
 
 def primary_lease(snapshot: ProbeSnapshot, view: ServiceView, history: ProbeHistory, policy: Policy) -> Lease:
@@ -354,7 +354,7 @@ def primary_lease(snapshot: ProbeSnapshot, view: ServiceView, history: ProbeHist
     Because ``lease_s + max_gap_s <= grace_s``, the lease has lapsed before any quorum can have seen
     the primary down for the grace period.
     """
-    snaps = _timeline(snapshot, history)
+    snaps = timeline(snapshot, history)
     primary = view.primary
     newer = [o for o in snapshot.observations
              if o.observer == primary and o.ok and o.epoch is not None and o.epoch > view.epoch]

@@ -80,7 +80,7 @@ def test_the_leaders_site_lost_is_confirmed_then_its_lease_revoked() -> None:
     assert (first_revoke - 2) * 0.5 == pytest.approx(4.0)  # the first round at which 4 s of outage are seen
     v = verdicts[first_revoke]
     assert v.lease == LEASE and v.leader == "gz-a-db1" and v.successor == "gz-b-db1"
-    assert "gz-a (leader gz-a-db1 of gdgov) unreachable from gz-b, st-a" in v.reason
+    assert "gz-a (leader gz-a-db1 of gdgov) unreachable from gz-b and st-a" in v.reason
     assert f"revoke the lease {LEASE:#x}" in v.reason
 
 

@@ -132,12 +132,7 @@ def test_without_the_generation_prerequisite_both_writers_would_write_the_same_g
     """The fence's reason: a server that ignored ``previous`` (the update before this change) let two
     writers of different names both write generation 1, so a server that missed one of them could
     not be told from a current one."""
-    zone = Zone()
-
-    class Unfenced(Zone):
-        pass
-
-    unfenced = Unfenced()
+    zone, unfenced = Zone(), Zone()
     original = unfenced.switch
 
     def ignore_previous(server: DnsServer, change: RecordChange, generation: int,
