@@ -440,12 +440,21 @@ def uplink_up(s: Site) -> bool:
 def add_host_link(s: Site, key: str, ns: str, iface: IPv4Interface, gateway: IPv4Address) -> None:
     """veth from the site bridge into the host namespace, address + default route inside."""
     dev = port_dev(key)
+    if link_exists(dev, s.router_ns) and not link_exists(HOST_DEV, ns):
+        # the bridge port of a host of the same name removed a moment ago: the kernel destroys a deleted
+        # namespace's veth pairs asynchronously, so its port can outlive it (and then vanish under the
+        # new host, leaving it without eth0); delete it now, the new pair is made below
+        ip("link", "del", dev, ns=s.router_ns, check=False)
     if not link_exists(dev, s.router_ns):
         ip("link", "add", dev, "netns", s.router_ns, "type", "veth", "peer", "name", HOST_DEV, "netns", ns)
     ip("link", "set", dev, "master", BRIDGE, "up", ns=s.router_ns)
     ip("addr", "replace", str(iface), "dev", HOST_DEV, ns=ns)
     ip("link", "set", HOST_DEV, "up", ns=ns)
     ip("route", "replace", "default", "via", str(gateway), "dev", HOST_DEV, ns=ns)
+    # a host of the same address removed a moment ago left the router's neighbour entry on its MAC: the
+    # router would send the new host's packets to a MAC that is gone until that entry fails its probes
+    # (seconds: long enough to time out an SSH connect), so forget it now
+    ip("neigh", "flush", "to", str(iface.ip), ns=s.router_ns, check=False)
 
 
 def apply_plan(plans: dict[str, RouterPlan], cut: Iterable[str]) -> None:

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+from govcloud.failover.ha_status import ClusterView, EtcdView
 from govcloud.migrate.zones import (
     BootRequest,
     FlavorRef,
@@ -270,3 +271,11 @@ class ConnectPort(Protocol):
                      timeout: float) -> list[ConnectOutcome]:
         """One outcome per ``(address, port)``, in order; never raises (an unreachable observer is an
         observation too: every outcome failed, with why)."""
+
+
+class HaObserverPort(Protocol):
+    """How the HA layer is observed (Patroni's REST API, etcd's health), from the controller."""
+
+    def cluster(self, scope: str, rest_urls: Sequence[str]) -> ClusterView: ...
+
+    def etcd_health(self, scope: str, member: str, site: str, client_url: str) -> EtcdView: ...

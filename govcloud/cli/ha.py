@@ -1,15 +1,23 @@
 """`govcloud ha`: the highly available PostgreSQL on Patroni and etcd (docs/ha.md).
 
 ``ha plan`` shows what the topology's ``ha.postgres`` makes (clusters, etcd rings, what the estate's
-shape gives up) without touching anything; deploying it and operating it follow (issue 31).
+shape gives up) without touching anything; ``ha deploy`` prints that plan, then puts it on the
+database hosts; ``ha status`` shows every member, ring member and site's answer for the name.
 """
 
 from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from govcloud.cli.context import AppContext, pass_app
 from govcloud.errors import ExitCode, InvalidInputError
+
+if TYPE_CHECKING:
+    from govcloud.failover.ha_status import ClusterView
+    from govcloud.failover.shape import HaShape
 
 
 @click.group("ha")
@@ -31,6 +39,10 @@ def plan_cmd(app: AppContext) -> int:
                                 hint="add ha: {postgres: {name: pg, version: \"15\", scope: ..., hosts: {<site>: "
                                      "[{name: ..., address: ...}]}}} (docs/ha.md)")
     shape = plan_shape(topology, ha_pg)
+    return _print_plan(app, shape)
+
+
+def _print_plan(app: AppContext, shape: HaShape) -> int:
     if app.json:
         app.emit_json({
             "service": shape.service,
@@ -55,3 +67,72 @@ def plan_cmd(app: AppContext) -> int:
     if not shape.degradations:
         app.echo("gives up nothing: every site's loss keeps a quorum and a member to fail over to")
     return ExitCode.OK
+
+
+@ha.command("deploy")
+@click.option("--known-hosts", type=click.Path(dir_okay=False, path_type=Path), envvar="GOVCLOUD_KNOWN_HOSTS",
+              required=True, help="known_hosts holding the database hosts' keys (strict checking) [env GOVCLOUD_KNOWN_HOSTS].")
+@click.option("--ssh-key", type=click.Path(dir_okay=False, path_type=Path), envvar="GOVCLOUD_SSH_KEY", default=None,
+              help="SSH key the database hosts authorise [env GOVCLOUD_SSH_KEY; default: the operator key].")
+@click.option("--dns-key", type=click.Path(dir_okay=False, path_type=Path), envvar="GOVCLOUD_DNS_KEY", default=None,
+              help="TSIG key file for the zone's servers, 0600 [env GOVCLOUD_DNS_KEY; default <state dir>/dns/tsig.key].")
+@click.option("--forks", type=click.IntRange(min=1, max=100), default=10, show_default=True,
+              help="Database hosts Ansible configures at once.")
+@pass_app
+def deploy_cmd(app: AppContext, known_hosts: Path, ssh_key: Path | None, dns_key: Path | None, forks: int) -> int:
+    """Deploy etcd and Patroni (PostgreSQL) onto the topology's database hosts, and publish the service name
+    on the leader. Prints the plan first; a rerun changes nothing that is already right."""
+    from govcloud.failover.shape import plan_shape
+    from govcloud.inventory import load_inventory
+    from govcloud.services.ha import HaDeployOptions, deploy, ha_of
+
+    inventory = load_inventory(app.root)
+    shape = plan_shape(inventory.topology, ha_of(inventory))
+    if not app.json:
+        _print_plan(app, shape)
+    report = deploy(app.root, HaDeployOptions(known_hosts=known_hosts, ssh_key=ssh_key, dns_key=dns_key, forks=forks),
+                    say=(lambda _m: None) if app.json else app.echo)
+    if app.json:
+        app.emit_json({"service": report.service, "leader": report.leader, "name_switched": report.name_switched,
+                       "runs": [{"run_id": r.run_id, "changed": r.changed} for r in report.runs],
+                       "clusters": [_cluster_json(c) for c in report.clusters]})
+    else:
+        app.echo(f"deployed: {report.service} -> {report.leader}")
+    return ExitCode.OK
+
+
+def _cluster_json(c: ClusterView) -> dict[str, Any]:
+    return {"scope": c.scope, "asked": c.asked, "error": c.error,
+            "members": [{"name": m.name, "role": m.role, "state": m.state, "host": m.host, "timeline": m.timeline,
+                         "lag_bytes": m.lag_bytes} for m in c.members]}
+
+
+@ha.command("status")
+@click.option("--dns-key", type=click.Path(dir_okay=False, path_type=Path), envvar="GOVCLOUD_DNS_KEY", default=None,
+              help="TSIG key file for the zone's servers, 0600 [env GOVCLOUD_DNS_KEY; default <state dir>/dns/tsig.key].")
+@pass_app
+def status_cmd(app: AppContext, dns_key: Path | None) -> int:
+    """Members, roles, timeline, lag and sync state of each cluster; each etcd member's health; what the
+    service name resolves to in each site. Exit 1 when a cluster has no leader or a ring member is down."""
+    from govcloud.services.ha import observe
+
+    shape, view = observe(app.root, dns_key=dns_key)
+    healthy = all(c.leader is not None for c in view.clusters) and all(e.healthy for e in view.etcd)
+    if app.json:
+        app.emit_json({"service": shape.service, "healthy": healthy,
+                       "clusters": [_cluster_json(c) for c in view.clusters],
+                       "etcd": [{"scope": e.scope, "member": e.member, "site": e.site, "healthy": e.healthy,
+                                 "error": e.error} for e in view.etcd],
+                       "names": [{"site": n.site, "addresses": list(n.addresses), "error": n.error}
+                                 for n in view.names]})
+        return ExitCode.OK if healthy else ExitCode.FAILURE
+    for c in view.clusters:
+        app.echo(f"cluster {c.scope}" + (f": {c.error}" if c.error else f" (asked {c.asked})"))
+        for m in c.members:
+            lag = "" if m.lag_bytes is None else f" lag {m.lag_bytes} B"
+            app.echo(f"  {m.name:<20} {m.role:<15} {m.state:<10} {m.host:<15} tl {m.timeline}{lag}")
+    for e in view.etcd:
+        app.echo(f"etcd {e.scope:<12} {e.member:<20} {e.site:<8} " + ("healthy" if e.healthy else f"DOWN: {e.error}"))
+    for n in view.names:
+        app.echo(f"name {shape.service} in {n.site}: " + (", ".join(n.addresses) or f"no answer {n.error}".strip()))
+    return ExitCode.OK if healthy else ExitCode.FAILURE

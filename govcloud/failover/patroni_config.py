@@ -3,8 +3,10 @@
 Why pure and here: the settings that decide safety (synchronous mode, failsafe, the ttl, rewind, the
 WAL sender timeout) are docs/ha.md's argument; keeping their one source in a function that tests can
 read line by line, and that a deployment only renders and copies, means what is deployed is what was
-argued. Nothing here touches a host: the deployment writes :func:`member_config` as YAML (mode 0600,
-it holds the passwords) and starts ``etcd`` with :func:`etcd_args`.
+argued. Nothing here touches a host: the deployment writes :func:`member_config` as YAML and starts ``etcd``
+with :func:`etcd_args`. The configuration carries no password: the deployment merges them
+(:func:`password_fields`) at the very last step, on its way to the host's 0600 file, so the document
+can travel in Ansible's inventory and artifacts.
 
 Layout on a host, under ``ha.postgres.base_dir`` (``B``): ``B/<scope>/patroni.yml``, ``pgdata/``,
 ``log/``, ``run/`` (sockets) per Patroni cluster the host is a member of, and ``B/etcd-<scope>/`` per
@@ -98,9 +100,10 @@ def _dcs(ha: HaPostgres, cluster: ClusterShape) -> dict[str, Any]:
     return dcs
 
 
-def member_config(shape: HaShape, cluster: ClusterShape, host: DbHost, ha: HaPostgres, secrets: HaSecrets,
+def member_config(shape: HaShape, cluster: ClusterShape, host: DbHost, ha: HaPostgres,
                   client_cidrs: tuple[str, ...]) -> dict[str, Any]:
-    """Patroni's YAML for ``host`` as a member of ``cluster`` (a document: it is rendered, not read back)."""
+    """Patroni's YAML for ``host`` as a member of ``cluster`` (a document: it is rendered, not read back),
+    without passwords (see :func:`with_passwords`)."""
     if host not in cluster.members:
         raise ValueError(f"{host.name} is not a member of cluster {cluster.scope}")
     paths = member_paths(ha, cluster)
@@ -119,16 +122,27 @@ def member_config(shape: HaShape, cluster: ClusterShape, host: DbHost, ha: HaPos
             "data_dir": paths.data_dir,
             "bin_dir": bin_dir(ha),
             "pgpass": f"{paths.run_dir}/pgpass",
-            "authentication": {
-                "superuser": {"username": SUPERUSER, "password": secrets.superuser},
-                "replication": {"username": REPLICATION_USER, "password": secrets.replication},
-                "rewind": {"username": REWIND_USER, "password": secrets.rewind},
-            },
+            "authentication": {"superuser": {"username": SUPERUSER}, "replication": {"username": REPLICATION_USER},
+                               "rewind": {"username": REWIND_USER}},
             "parameters": {"unix_socket_directories": paths.run_dir},
             "pg_hba": _hba(shape, client_cidrs),
         },
         "tags": {"nofailover": False, "noloadbalance": False, "clonefrom": False, "nosync": False},
     }
+
+
+def password_fields(secrets: HaSecrets) -> dict[str, dict[str, str]]:
+    """``postgresql.authentication``'s passwords, by role: what the deployment merges into a member's
+    configuration (the Ansible role does the same merge with the secrets file's keys, which are these)."""
+    return {"superuser": {"password": secrets.superuser}, "replication": {"password": secrets.replication},
+            "rewind": {"password": secrets.rewind}}
+
+
+def with_passwords(config: dict[str, Any], secrets: HaSecrets) -> dict[str, Any]:
+    """``config`` (from :func:`member_config`) as its host's file holds it: with the passwords."""
+    auth = config["postgresql"]["authentication"]
+    merged = {role: {**auth[role], **fields} for role, fields in password_fields(secrets).items()}
+    return {**config, "postgresql": {**config["postgresql"], "authentication": merged}}
 
 
 def etcd_args(ha: HaPostgres, cluster: ClusterShape, member: EtcdMember) -> list[str]:

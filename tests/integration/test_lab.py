@@ -98,6 +98,15 @@ def test_database_hosts_are_made_from_the_topology_in_their_sites(lab: Lab) -> N
             assert (h.site, h.ip, h.kind) == (site, address, "db")
             out = lab.ssh(name, "hostname; findmnt -n -o TARGET /srv")
             assert out.returncode == 0 and out.stdout.split() == [name, "/srv"], out.stdout + out.stderr
+        # made again at once, as a test's fresh hosts are: the removed hosts' bridge ports (destroyed by the
+        # kernel after their namespace) and the router's neighbour entries (their old MACs) must not
+        # leave the new ones without eth0 or unreachable
+        lab.remove_hosts(names)
+        again = _devcloud("db-hosts", "--from", str(REPO / "inventories"))
+        assert again.returncode == 0, again.stdout + again.stderr
+        for name in names:
+            out = lab.ssh(name, "hostname")
+            assert out.returncode == 0 and out.stdout.split() == [name], out.stdout + out.stderr
     finally:
         for name in names:
             lab.remove_host(name)

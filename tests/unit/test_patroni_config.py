@@ -7,6 +7,7 @@ safety argument are asserted one by one, and each configuration is put to the re
 
 from __future__ import annotations
 
+import re
 import subprocess
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from govcloud.failover.patroni_config import (
     etcd_args,
     member_config,
     member_paths,
+    with_passwords,
 )
 from govcloud.failover.shape import HaShape, plan_shape
 from govcloud.inventory import load_inventory
@@ -39,7 +41,7 @@ def shipped() -> tuple[HaShape, HaPostgres]:
 def test_the_primary_clusters_members_carry_the_safety_settings() -> None:
     shape, ha = shipped()
     main = shape.primary
-    docs = [member_config(shape, main, h, ha, SECRETS, CLIENTS) for h in main.members]
+    docs = [member_config(shape, main, h, ha, CLIENTS) for h in main.members]
     assert [d["name"] for d in docs] == ["gz-a-db1", "gz-b-db1"]
     for d in docs:
         dcs = d["bootstrap"]["dcs"]
@@ -60,7 +62,7 @@ def test_the_standby_cluster_follows_the_service_name_with_its_own_ring() -> Non
     shape, ha = shipped()
     standby = shape.standby
     assert standby is not None
-    d = member_config(shape, standby, standby.members[0], ha, SECRETS, CLIENTS)
+    d = member_config(shape, standby, standby.members[0], ha, CLIENTS)
     assert d["scope"] == "gdgov-st"
     assert d["bootstrap"]["dcs"]["standby_cluster"] == {"host": "pg.svc.gdgov.internal", "port": 5432,
                                                         "create_replica_methods": ["basebackup"]}
@@ -70,17 +72,25 @@ def test_the_standby_cluster_follows_the_service_name_with_its_own_ring() -> Non
 
 def test_pg_hba_admits_replication_from_members_only_and_clients_from_the_declared_networks() -> None:
     shape, ha = shipped()
-    hba = member_config(shape, shape.primary, shape.primary.members[0], ha, SECRETS, CLIENTS)["postgresql"]["pg_hba"]
+    hba = member_config(shape, shape.primary, shape.primary.members[0], ha, CLIENTS)["postgresql"]["pg_hba"]
     assert [x for x in hba if " replication " in x] == [
         f"host replication replicator {a}/32 scram-sha-256" for a in ("10.240.1.21", "10.240.2.21", "10.240.3.21")]
     assert [x.split()[3] for x in hba if x.startswith("host all all ")] == list(CLIENTS)
     assert not any("0.0.0.0/0" in x or " trust" in x for x in hba)
     with pytest.raises(ValueError, match="not a member"):
-        member_config(shape, shape.primary, shape.standby.members[0], ha, SECRETS, CLIENTS)  # type: ignore[union-attr]
+        member_config(shape, shape.primary, shape.standby.members[0], ha, CLIENTS)  # type: ignore[union-attr]
 
 
-def test_secrets_never_show_in_a_repr() -> None:
+def test_secrets_never_show_in_a_repr_nor_in_the_configuration_until_merged() -> None:
     assert "s" * 24 not in repr(SECRETS) and "masked" in repr(SECRETS)
+    shape, ha = shipped()
+    doc = member_config(shape, shape.primary, shape.primary.members[0], ha, CLIENTS)
+    assert not re.search(r"\bpassword\b", yaml.safe_dump(doc))  # (password_encryption is a setting)
+    auth = with_passwords(doc, SECRETS)["postgresql"]["authentication"]
+    assert auth == {"superuser": {"username": "postgres", "password": "s" * 24},
+                    "replication": {"username": "replicator", "password": "r" * 24},
+                    "rewind": {"username": "rewinder", "password": "w" * 24}}
+    assert not re.search(r"\bpassword\b", yaml.safe_dump(doc))  # the document itself is left as it was
 
 
 def test_each_ring_member_gets_its_own_urls_and_the_whole_ring() -> None:
@@ -113,7 +123,7 @@ def test_the_real_patroni_accepts_every_generated_configuration(tmp_path: Path) 
         endpoint = f"127.0.0.1:{etcd.getsockname()[1]}"
         for cluster in shape.clusters:
             for host in cluster.members:
-                doc = member_config(shape, cluster, host, ha, SECRETS, CLIENTS)
+                doc = with_passwords(member_config(shape, cluster, host, ha, CLIENTS), SECRETS)
                 doc["etcd3"]["hosts"] = [endpoint]
                 doc["restapi"]["listen"] = "127.0.0.1:8008"
                 doc["postgresql"]["listen"] = f"127.0.0.1:{ha.port}"

@@ -1,0 +1,145 @@
+"""`govcloud ha deploy` and `ha status` on the lab's database hosts (issue 31): etcd, Patroni 4.1.5 and
+PostgreSQL 15, deployed by ansible-runner over strict-host-key SSH onto the hosts the topology names,
+exactly as onto any estate's.
+
+The project is the shipped inventories with the service renamed ``pgha``: the lab's zone also holds
+``pg`` for the home-made failover controller's cluster (tests/integration/test_failover.py, retired by
+issue 31), and the two must not meet. The database hosts are made fresh for the module and removed
+after it (removing a lab host stops every process in its namespace: etcd, Patroni, PostgreSQL).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from devcloud.testing import require
+
+REPO = Path(__file__).resolve().parents[2]
+PATRONI = Path("/opt/govcloud/patroni/bin/patroni")
+NAMES = ("gz-a-db1", "gz-b-db1", "st-a-db1")
+SERVICE = "pgha"
+
+
+@dataclass(frozen=True)
+class HaProject:
+    lab: Any
+    root: Path
+    state: Path
+    env: dict[str, str]
+    dns_key: Path
+
+    def govcloud(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "govcloud", "--root", str(self.root), *args],
+                              env=self.env, capture_output=True, text=True, timeout=timeout, check=False)
+
+    def deploy(self, *options: str) -> subprocess.CompletedProcess[str]:
+        return self.govcloud(*options, "ha", "deploy", "--known-hosts", str(self.lab.known_hosts),
+                             "--ssh-key", str(self.lab.controller_key), "--dns-key", str(self.dns_key))
+
+
+@pytest.fixture(scope="module")
+def ha_project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HaProject]:
+    require(PATRONI.exists(), f"{PATRONI} (devcloud lab install puts the pinned Patroni there)")
+    require(Path("/usr/bin/etcd").exists(), "etcd-server is not installed (devcloud lab install)")
+    from devcloud.lab.dbhosts import create_db_hosts
+    from devcloud.lab.dns import LabDns
+    from devcloud.lab.testing import lab_session
+
+    with lab_session() as lab:
+        dns = LabDns(lab)
+        dns.up()
+        lab.remove_hosts(NAMES)  # a fresh host each: no etcd member or data directory a killed run left
+        root = tmp_path_factory.mktemp("ha-root")
+        shutil.copytree(REPO / "inventories", root / "inventories")
+        (root / "govcloud.yaml").write_text("version: 1\n")
+        topology = root / "inventories" / "topology.yaml"
+        text, n = re.subn(r"(\n    name: )pg(\s)", rf"\g<1>{SERVICE}\g<2>", topology.read_text())
+        assert n == 1
+        topology.write_text(text)
+        create_db_hosts(lab, root / "inventories")
+        state = tmp_path_factory.mktemp("ha-state")
+        env = {**os.environ, "GOVCLOUD_STATE_DIR": str(state)}
+        env.pop("GOVCLOUD_DNS_KEY", None)
+        try:
+            yield HaProject(lab, root, state, env, dns.key_path)
+        finally:
+            lab.remove_hosts(NAMES)
+
+
+def _psql(address: str, password: str, sql: str) -> list[tuple[Any, ...]]:
+    import psycopg
+
+    with psycopg.connect(host=address, port=5432, user="postgres", password=password, dbname="postgres",
+                         connect_timeout=5, autocommit=True) as conn:
+        cur = conn.execute(sql)
+        return cur.fetchall() if cur.description else []
+
+
+def test_deploy_makes_the_shape_status_shows_it_and_a_rerun_changes_nothing(ha_project: HaProject) -> None:
+    """Deploy: the gz cluster with a leader and a synchronous standby, the st standby cluster streaming
+    from the name, every etcd member healthy, the name on the leader in every site; a write on the
+    leader reaches st-a; the passwords reach the hosts' 0600 files and nothing else; a rerun is a no-op."""
+    from devcloud.procs import wait_for
+
+    r = ha_project.deploy()
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "gdgov: leader gz-a-db1, synchronous standby gz-b-db1; pgha.svc.gdgov.internal. -> 10.240.1.21" \
+        in r.stdout, r.stdout
+
+    s = ha_project.govcloud("--output", "json", "ha", "status", "--dns-key", str(ha_project.dns_key))
+    assert s.returncode == 0, s.stdout + s.stderr
+    status = json.loads(s.stdout)
+    roles = {c["scope"]: {m["name"]: (m["role"], m["state"]) for m in c["members"]} for c in status["clusters"]}
+    assert roles == {"gdgov": {"gz-a-db1": ("leader", "running"), "gz-b-db1": ("sync_standby", "streaming")},
+                     "gdgov-st": {"st-a-db1": ("standby_leader", "streaming")}}, roles
+    assert [(e["scope"], e["member"], e["healthy"]) for e in status["etcd"]] == [
+        ("gdgov", "gz-a-db1", True), ("gdgov", "gz-b-db1", True), ("gdgov", "st-a-db1", True),
+        ("gdgov-st", "st-a-db1", True)]
+    assert {n["site"]: n["addresses"] for n in status["names"]} == {s: ["10.240.1.21"] for s in ("gz-a", "gz-b", "st-a")}
+
+    secrets = yaml.safe_load((ha_project.state / "ha" / "gdgov.secrets.yaml").read_text())
+    assert (ha_project.state / "ha" / "gdgov.secrets.yaml").stat().st_mode & 0o777 == 0o600
+    _psql("10.240.1.21", secrets["superuser"], "CREATE TABLE IF NOT EXISTS probe (id int); INSERT INTO probe VALUES (31)")
+    wait_for(lambda: _rows_on_standby(secrets["superuser"]) == [(31,)], timeout=30,
+             what="the row written on gz-a's leader to reach st-a's standby cluster")
+
+    for host in NAMES:
+        conf = ha_project.lab.files.host(host) / "srv" / "govcloud-ha" / ("gdgov-st" if host.startswith("st") else "gdgov") \
+            / "patroni.yml"
+        st = conf.stat()
+        assert (st.st_mode & 0o777, st.st_uid) == (0o600, _uid("postgres")), conf
+    leaked = [str(p) for p in ha_project.state.rglob("*") if p.is_file() and p.name != "gdgov.secrets.yaml"
+              and any(v.encode() in p.read_bytes() for v in secrets.values())]
+    assert not leaked, f"a password reached {leaked}"
+    assert not any(v in r.stdout + r.stderr + s.stdout for v in secrets.values())
+
+    again = ha_project.deploy("--output", "json")  # one run (the name is published): the whole state, unchanged
+    assert again.returncode == 0, again.stdout + again.stderr
+    report = json.loads(again.stdout)
+    assert [r["changed"] for r in report["runs"]] == [0], report["runs"]
+    assert (report["leader"], report["name_switched"]) == ("10.240.1.21", False), report
+
+
+def _rows_on_standby(password: str) -> list[tuple[Any, ...]] | None:
+    try:
+        return _psql("10.240.3.21", password, "SELECT id FROM probe")
+    except Exception:  # noqa: BLE001 - not replicated yet (no table): polled again
+        return None
+
+
+def _uid(user: str) -> int:
+    import pwd
+
+    return pwd.getpwnam(user).pw_uid
