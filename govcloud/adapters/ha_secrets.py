@@ -17,7 +17,7 @@ import yaml
 from govcloud.errors import InvalidInputError
 from govcloud.failover.patroni_config import HaSecrets
 
-FIELDS = ("superuser", "replication", "rewind")
+FIELDS = ("superuser", "replication", "rewind", "restapi")
 
 
 def secrets_path(state: Path, scope: str) -> Path:
@@ -46,4 +46,4 @@ def load_or_create(state: Path, scope: str) -> tuple[HaSecrets, Path]:
     if path.stat().st_mode & 0o077:
         raise InvalidInputError(f"{path} is readable by others (mode {path.stat().st_mode & 0o777:o})",
                                 hint=f"chmod 600 {path}")
-    return HaSecrets(doc["superuser"], doc["replication"], doc["rewind"]), path
+    return HaSecrets(doc["superuser"], doc["replication"], doc["rewind"], doc["restapi"]), path

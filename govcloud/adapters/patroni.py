@@ -8,12 +8,14 @@ hosts are on private networks.
 
 from __future__ import annotations
 
+import base64
 import json
 import urllib.error
 import urllib.request
 from collections.abc import Sequence
 from typing import Any
 
+from govcloud.errors import RuntimeFailure
 from govcloud.failover.ha_status import ClusterView, EtcdView, MemberView
 
 TIMEOUT_S = 2.0
@@ -59,3 +61,24 @@ class PatroniHttp:
             return EtcdView(scope, member, site, False, str(getattr(exc, "reason", exc)))
         healthy = str(doc.get("health", "")).lower() == "true"
         return EtcdView(scope, member, site, healthy, "" if healthy else str(doc.get("reason", "unhealthy")))
+
+    def switchover(self, rest_url: str, leader: str, candidate: str, user: str, password: str,
+                   timeout: float = 60.0) -> str:
+        """Patroni's ``POST /switchover`` on the leader (it returns once the candidate leads, or failed).
+        Raises RuntimeFailure with Patroni's own answer when it refuses."""
+        token = base64.b64encode(f"{user}:{password}".encode()).decode()
+        req = urllib.request.Request(f"{rest_url}/switchover", method="POST",
+                                     data=json.dumps({"leader": leader, "candidate": candidate}).encode(),
+                                     headers={"Content-Type": "application/json", "Authorization": f"Basic {token}"})
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        try:
+            with opener.open(req, timeout=timeout) as resp:
+                return str(resp.read(4096).decode("utf-8", "replace")).strip()
+        except urllib.error.HTTPError as exc:
+            answer = exc.read(4096).decode("utf-8", "replace").strip()
+            raise RuntimeFailure(f"Patroni at {rest_url} refused the switchover {leader} -> {candidate}: "
+                                 f"HTTP {exc.code} {answer}",
+                                 hint="`govcloud ha status` shows whether the candidate is streaming") from exc
+        except (urllib.error.URLError, OSError) as exc:
+            raise RuntimeFailure(f"Patroni at {rest_url} did not answer the switchover: "
+                                 f"{getattr(exc, 'reason', exc)}", hint="`govcloud ha status`") from exc

@@ -136,3 +136,62 @@ def status_cmd(app: AppContext, dns_key: Path | None) -> int:
     for n in view.names:
         app.echo(f"name {shape.service} in {n.site}: " + (", ".join(n.addresses) or f"no answer {n.error}".strip()))
     return ExitCode.OK if healthy else ExitCode.FAILURE
+
+
+_DNS_KEY = click.option("--dns-key", type=click.Path(dir_okay=False, path_type=Path), envvar="GOVCLOUD_DNS_KEY",
+                        default=None, help="TSIG key file for the zone's servers, 0600 [env GOVCLOUD_DNS_KEY; "
+                                           "default <state dir>/dns/tsig.key].")
+
+
+@ha.command("switchover")
+@click.option("--to", "candidate", default=None, metavar="MEMBER",
+              help="The member to hand the leadership to [default: the synchronous standby].")
+@click.option("--yes", is_flag=True, help="Do not ask (writes pause for a few seconds while the leader changes).")
+@_DNS_KEY
+@pass_app
+def switchover_cmd(app: AppContext, candidate: str | None, yes: bool, dns_key: Path | None) -> int:
+    """Planned switchover of the primary cluster (Patroni's, zero loss in synchronous mode); the service name
+    is moved to the new leader before the command returns. Exit 4 when not confirmed."""
+    import sys
+
+    from govcloud.errors import RefusedError
+    from govcloud.services.ha_ops import switchover
+
+    if not yes and (not sys.stdin.isatty()
+                    or not click.confirm("Switch the primary cluster's leadership over? Writes pause meanwhile.",
+                                         default=False)):
+        raise RefusedError("switchover not confirmed", hint="pass --yes to skip the question")
+    report = switchover(app.root, candidate, dns_key=dns_key)
+    if app.json:
+        app.emit_json({"scope": report.scope, "old_leader": report.old_leader, "new_leader": report.new_leader,
+                       "address": report.address, "seconds": round(report.seconds, 3), "patroni": report.patroni})
+    else:
+        app.echo(f"{report.scope}: {report.old_leader} -> {report.new_leader}; the name answers {report.address} "
+                 f"everywhere after {report.seconds:.1f} s ({report.patroni})")
+    return ExitCode.OK
+
+
+@ha.command("watch")
+@click.option("--interval", type=click.FloatRange(min=0.05, max=10), default=0.1, show_default=True,
+              help="Seconds between two looks at the leader key.")
+@_DNS_KEY
+@pass_app
+def watch_cmd(app: AppContext, interval: float, dns_key: Path | None) -> int:
+    """Keep the service name on the primary cluster's leader (a small watcher of Patroni's leader key in
+    etcd; run one or more, e.g. one per site: they agree through etcd). Stops on SIGTERM or Ctrl-C."""
+    import signal
+    import threading
+
+    from govcloud.services.ha_names import Look
+    from govcloud.services.ha_ops import watch
+
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda _s, _f: stop.set())
+
+    def report(look: Look) -> None:
+        what = "switched" if look.switched else ("claimed by another watcher" if look.lost_claim else "error")
+        app.echo(f"{what}: {look.error or look.decision.why}", err=bool(look.error))
+
+    watch(app.root, stop, dns_key=dns_key, interval=interval, on_look=report)
+    return ExitCode.OK

@@ -25,6 +25,7 @@ from govcloud.model.ha import DEFAULT_PATRONI_PORT, DbHost, HaPostgres
 SUPERUSER = "postgres"
 REPLICATION_USER = "replicator"
 REWIND_USER = "rewinder"
+RESTAPI_USER = "govcloud"
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,7 @@ class HaSecrets:
     superuser: str
     replication: str
     rewind: str
+    restapi: str  # Patroni's REST API: its unsafe endpoints (switchover, restart, ...) need it
 
     def __repr__(self) -> str:  # a traceback or a debug print must not show them
         return "HaSecrets(<masked>)"
@@ -113,7 +115,8 @@ def member_config(shape: HaShape, cluster: ClusterShape, host: DbHost, ha: HaPos
         "name": host.name,
         "log": {"dir": paths.log_dir, "level": "INFO"},
         "restapi": {"listen": f"{host.address}:{DEFAULT_PATRONI_PORT}",
-                    "connect_address": f"{host.address}:{DEFAULT_PATRONI_PORT}"},
+                    "connect_address": f"{host.address}:{DEFAULT_PATRONI_PORT}",
+                    "authentication": {"username": RESTAPI_USER}},
         "etcd3": {"hosts": [f"{m.address}:{m.client_port}" for m in cluster.etcd]},
         "bootstrap": {"dcs": _dcs(ha, cluster), "initdb": [{"encoding": "UTF8"}, "data-checksums"]},
         "postgresql": {
@@ -139,10 +142,12 @@ def password_fields(secrets: HaSecrets) -> dict[str, dict[str, str]]:
 
 
 def with_passwords(config: dict[str, Any], secrets: HaSecrets) -> dict[str, Any]:
-    """``config`` (from :func:`member_config`) as its host's file holds it: with the passwords."""
+    """``config`` (from :func:`member_config`) as its host's file holds it: with the passwords (the
+    database roles', and the REST API's for its unsafe endpoints)."""
     auth = config["postgresql"]["authentication"]
     merged = {role: {**auth[role], **fields} for role, fields in password_fields(secrets).items()}
-    return {**config, "postgresql": {**config["postgresql"], "authentication": merged}}
+    rest = {**config["restapi"], "authentication": {**config["restapi"]["authentication"], "password": secrets.restapi}}
+    return {**config, "restapi": rest, "postgresql": {**config["postgresql"], "authentication": merged}}
 
 
 def etcd_args(ha: HaPostgres, cluster: ClusterShape, member: EtcdMember) -> list[str]:

@@ -21,8 +21,8 @@ from govcloud.adapters.ansible import (
     run_playbook,
     runner_kwargs,
 )
+from govcloud.adapters.etcd import EtcdGateway
 from govcloud.adapters.ha_secrets import load_or_create
-from govcloud.adapters.ha_state import NameRecord, NameState
 from govcloud.adapters.patroni import PatroniHttp
 from govcloud.adapters.ports import HaObserverPort
 from govcloud.errors import InvalidInputError, RuntimeFailure
@@ -38,6 +38,7 @@ from govcloud.failover.shape import ClusterShape, HaShape, plan_shape
 from govcloud.inventory import load_inventory
 from govcloud.model import Inventory
 from govcloud.model.ha import HaPostgres
+from govcloud.services.ha_names import LeaderFollower, LeaderStore, Look, NameSwitch
 from govcloud.services.hosts import PLAYBOOKS, raise_for_failures
 from govcloud.services.names import NameService
 from govcloud.services.names_app import name_service
@@ -111,17 +112,10 @@ def wait_ready(observer: HaObserverPort, plan: DeployPlan, cluster: ClusterShape
         time.sleep(POLL_S)
 
 
-def publish(names: NameService, state: NameState, service: str, leader: str, reason: str) -> bool:
-    """Point ``service`` at ``leader``, expecting what govcloud published last (the record, never a read).
-
-    The intent is recorded before the switch; a rerun after a crash repeats it, and finds it done."""
-    record = state.read(service)
-    if _current(names, record, leader):
-        return False
-    state.write(NameRecord(service, record.published, leader))
-    names.switch(service, address=leader, port=0, expect=record.published, reason=reason)
-    state.write(NameRecord(service, leader, None))
-    return True
+def follower(shape: HaShape, ha: HaPostgres, names: NameSwitch, store: LeaderStore | None = None) -> LeaderFollower:
+    """The primary cluster's name follower, on its etcd ring."""
+    return LeaderFollower(shape.primary, ha.name, store or EtcdGateway([m.client_url for m in shape.primary.etcd]),
+                          names)
 
 
 def deploy(root: Path, options: HaDeployOptions, *, say: Callable[[str], None] = lambda _m: None,
@@ -137,7 +131,7 @@ def deploy(root: Path, options: HaDeployOptions, *, say: Callable[[str], None] =
     names = names or name_service(inventory, key_file=options.dns_key)
     state = state_dir()
     _secrets, secrets_file = load_or_create(state, shape.primary.scope)
-    names_state = NameState(state, shape.primary.scope)
+    follow = follower(shape, ha, names)
     runs: list[RunResult] = []
     main = observer.cluster(shape.primary.scope, rest_urls(plan, shape.primary))
     if main.leader is None:  # the first deployment: the home member bootstraps alone, and leads
@@ -147,12 +141,12 @@ def deploy(root: Path, options: HaDeployOptions, *, say: Callable[[str], None] =
                                                        (home,), False, shape.primary.etcd), options.ready_timeout_s)
         say(f"etcd rings started; {home.name} leads {shape.primary.scope} ({runs[-1].changed} change(s))")
     switched = False
-    if not _published(names, names_state, ha.name, shape, main):
+    if ready(shape.primary, main) or not follow.settled():  # else a rerun: one run of the whole state
         runs.append(_run(plan, Phase.PRIMARY, options, secrets_file))
         main = wait_ready(observer, plan, shape.primary, options.ready_timeout_s)
-        assert main.leader is not None  # ready() saw it
-        switched = publish(names, names_state, ha.name, _address(shape, main.leader.name),
-                           f"ha deploy: {main.leader.name} leads {shape.primary.scope}")
+        looks: list[Look] = []
+        follow.settle(options.ready_timeout_s, on_look=looks.append)
+        switched = any(look.switched for look in looks)
     runs.append(_run(plan, Phase.ALL, options, secrets_file))
     main = wait_ready(observer, plan, shape.primary, options.ready_timeout_s)
     assert main.leader is not None
@@ -170,21 +164,6 @@ def deploy(root: Path, options: HaDeployOptions, *, say: Callable[[str], None] =
 
 def _address(shape: HaShape, member: str) -> str:
     return next(h.address for h in shape.primary.members if h.name == member)
-
-
-def _current(names: NameService, record: NameRecord, leader: str) -> bool:
-    """govcloud recorded publishing ``leader`` (no switch left half-done), and every server that answers
-    answers it."""
-    return record.published == leader and record.intent is None and all(
-        a.addresses in (None, frozenset({leader})) for a in names.answers(record.service))
-
-
-def _published(names: NameService, state: NameState, label: str, shape: HaShape, main: ClusterView) -> bool:
-    """The primary cluster is whole and the name already answers its leader: the standby cluster may
-    start without the primary phase (a rerun's single run)."""
-    if main.leader is None or ready(shape.primary, main):
-        return False
-    return _current(names, state.read(label), _address(shape, main.leader.name))
 
 
 def observe(root: Path, *, observer: HaObserverPort | None = None, names: NameService | None = None,

@@ -78,6 +78,12 @@ def ha_project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HaProject]:
             lab.remove_hosts(NAMES)
 
 
+@pytest.fixture(scope="module")
+def deployed(ha_project: HaProject) -> subprocess.CompletedProcess[str]:
+    """`ha deploy` once for the module (its first deployment); tests then share the running layer."""
+    return ha_project.deploy()
+
+
 def _psql(address: str, password: str, sql: str) -> list[tuple[Any, ...]]:
     import psycopg
 
@@ -87,13 +93,14 @@ def _psql(address: str, password: str, sql: str) -> list[tuple[Any, ...]]:
         return cur.fetchall() if cur.description else []
 
 
-def test_deploy_makes_the_shape_status_shows_it_and_a_rerun_changes_nothing(ha_project: HaProject) -> None:
+def test_deploy_makes_the_shape_status_shows_it_and_a_rerun_changes_nothing(ha_project: HaProject,
+                                                                           deployed: subprocess.CompletedProcess[str]) -> None:
     """Deploy: the gz cluster with a leader and a synchronous standby, the st standby cluster streaming
     from the name, every etcd member healthy, the name on the leader in every site; a write on the
     leader reaches st-a; the passwords reach the hosts' 0600 files and nothing else; a rerun is a no-op."""
     from devcloud.procs import wait_for
 
-    r = ha_project.deploy()
+    r = deployed
     assert r.returncode == 0, r.stdout + r.stderr
     assert "gdgov: leader gz-a-db1, synchronous standby gz-b-db1; pgha.svc.gdgov.internal. -> 10.240.1.21" \
         in r.stdout, r.stdout
@@ -143,3 +150,81 @@ def _uid(user: str) -> int:
     import pwd
 
     return pwd.getpwnam(user).pw_uid
+
+
+class Writer:
+    """Commits one row every 20 ms through a libpq host list (read-write only): what an application does
+    across a switchover. ``acked`` holds the ids whose COMMIT returned."""
+
+    def __init__(self, password: str) -> None:
+        import threading
+
+        self.password = password
+        self.acked: list[int] = []
+        self.errors = 0
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        import psycopg
+
+        n = 0
+        conn = None
+        while not self.stop.is_set():
+            try:
+                if conn is None:
+                    conn = psycopg.connect(host="10.240.1.21,10.240.2.21", port="5432,5432", user="postgres",
+                                           password=self.password, dbname="postgres", connect_timeout=2,
+                                           target_session_attrs="read-write", autocommit=True)
+                n += 1
+                conn.execute("INSERT INTO writes VALUES (%s)", (n,))
+                self.acked.append(n)
+            except Exception:  # noqa: BLE001 - the leader changing: reconnect and go on (counted)
+                self.errors += 1
+                if conn is not None:
+                    conn.close()
+                conn = None
+            self.stop.wait(0.02)
+        if conn is not None:
+            conn.close()
+
+
+def test_switchover_there_and_home_moves_the_name_and_loses_no_acknowledged_commit(
+        ha_project: HaProject, deployed: subprocess.CompletedProcess[str]) -> None:
+    """`ha switchover` (to the synchronous standby, then `--to` home) with a writer committing all along and
+    `ha watch` running beside it: the name answers the new leader in every site when the command
+    returns, every acknowledged commit is on the final leader, and the watcher stops cleanly."""
+    assert deployed.returncode == 0, deployed.stdout + deployed.stderr
+    secrets = yaml.safe_load((ha_project.state / "ha" / "gdgov.secrets.yaml").read_text())
+    _psql("10.240.1.21", secrets["superuser"], "CREATE TABLE IF NOT EXISTS writes (id int PRIMARY KEY)")
+    watcher = subprocess.Popen([sys.executable, "-m", "govcloud", "--root", str(ha_project.root), "ha", "watch",
+                                "--dns-key", str(ha_project.dns_key)], env=ha_project.env, text=True,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    writer = Writer(secrets["superuser"])
+    writer.thread.start()
+    try:
+        there = ha_project.govcloud("--output", "json", "ha", "switchover", "--yes", "--dns-key", str(ha_project.dns_key))
+        assert there.returncode == 0, there.stdout + there.stderr
+        moved = json.loads(there.stdout)
+        assert (moved["old_leader"], moved["new_leader"], moved["address"]) == ("gz-a-db1", "gz-b-db1", "10.240.2.21")
+        s = ha_project.govcloud("--output", "json", "ha", "status", "--dns-key", str(ha_project.dns_key))
+        status = json.loads(s.stdout)
+        assert {n["site"]: n["addresses"] for n in status["names"]} == {
+            site: ["10.240.2.21"] for site in ("gz-a", "gz-b", "st-a")}, status["names"]
+        roles = {m["name"]: m["role"] for m in status["clusters"][0]["members"]}
+        assert roles == {"gz-b-db1": "leader", "gz-a-db1": "sync_standby"}, roles
+        home = ha_project.govcloud("ha", "switchover", "--to", "gz-a-db1", "--yes", "--dns-key", str(ha_project.dns_key))
+        assert home.returncode == 0 and "gz-b-db1 -> gz-a-db1" in home.stdout, home.stdout + home.stderr
+        refused = ha_project.govcloud("ha", "switchover", "--dns-key", str(ha_project.dns_key))  # no --yes, no tty
+        assert refused.returncode == 4 and "not confirmed" in refused.stderr, refused.stdout + refused.stderr
+    finally:
+        writer.stop.set()
+        writer.thread.join(timeout=10)
+        watcher.terminate()
+        out, err = watcher.communicate(timeout=10)
+    assert watcher.returncode == 0, out + err
+    assert "error" not in out + err, out + err
+    assert len(writer.acked) > 20, (len(writer.acked), writer.errors)
+    rows = {r[0] for r in _psql("10.240.1.21", secrets["superuser"], "SELECT id FROM writes")}
+    lost = sorted(set(writer.acked) - rows)
+    assert not lost, f"acknowledged commits lost: {lost}"

@@ -1,5 +1,5 @@
-"""`ha deploy`'s plan (govcloud/failover/ha_deploy.py), its readiness rule, its passwords file and the
-name's publication (issue 31): pure, or against files and an in-memory name service."""
+"""`ha deploy`'s plan (govcloud/failover/ha_deploy.py), its readiness rule and its passwords file (issue 31);
+the name's publication is tests/unit/test_ha_follow.py's."""
 
 from __future__ import annotations
 
@@ -12,15 +12,11 @@ import pytest
 import yaml
 
 from govcloud.adapters.ha_secrets import load_or_create
-from govcloud.adapters.ha_state import NameRecord, NameState
-from govcloud.dns.switch import Answer
 from govcloud.errors import InvalidInputError
 from govcloud.failover.ha_deploy import Phase, client_networks, plan_deploy, role_vars
 from govcloud.failover.ha_status import ClusterView, MemberView, ready
 from govcloud.failover.shape import plan_shape
 from govcloud.inventory import load_inventory
-from govcloud.model import DnsServer
-from govcloud.services.ha import publish
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -93,45 +89,11 @@ def test_passwords_are_made_once_0600_and_a_readable_or_broken_file_is_refused(t
     first, path = load_or_create(tmp_path, "gdgov")
     again, _ = load_or_create(tmp_path, "gdgov")
     assert first == again and path.stat().st_mode & 0o777 == 0o600
-    assert len({first.superuser, first.replication, first.rewind}) == 3
+    assert len({first.superuser, first.replication, first.rewind, first.restapi}) == 4
     os.chmod(path, 0o644)
     with pytest.raises(InvalidInputError, match="readable by others"):
         load_or_create(tmp_path, "gdgov")
     os.chmod(path, 0o600)
     path.write_text("superuser: x\n")
-    with pytest.raises(InvalidInputError, match="must hold superuser, replication, rewind"):
+    with pytest.raises(InvalidInputError, match="must hold superuser, replication, rewind, restapi"):
         load_or_create(tmp_path, "gdgov")
-
-
-class ZoneStub:
-    """The name service's two calls ``publish`` makes, in memory (the integration test uses the real BIND)."""
-
-    def __init__(self, address: str | None = None, fail: bool = False) -> None:
-        self.address = address
-        self.fail = fail
-        self.expected: list[str | None] = []
-
-    def answers(self, service: str) -> list[Answer]:
-        got = frozenset({self.address}) if self.address else frozenset()
-        return [Answer(DnsServer(site, "10.0.0.1"), got) for site in ("gz-a", "gz-b", "st-a")]
-
-    def switch(self, service: str, *, address: str, port: int, expect: str | None = None, reason: str = "") -> None:
-        self.expected.append(expect)
-        if self.fail:
-            raise RuntimeError("the process died here")
-        self.address = address
-
-
-def test_publish_expects_what_was_recorded_never_what_it_reads_and_records_the_intent_first(tmp_path: Path) -> None:
-    state = NameState(tmp_path, "gdgov")
-    zone = ZoneStub()
-    assert publish(zone, state, "pg", "10.0.1.21", "deploy") is True  # type: ignore[arg-type]
-    assert zone.expected == [None] and state.read("pg") == NameRecord("pg", "10.0.1.21", None)
-    assert publish(zone, state, "pg", "10.0.1.21", "deploy") is False  # type: ignore[arg-type]
-    zone.address = "10.9.9.9"  # someone else moved it: the switch still expects the recorded value (and is refused)
-    publish(zone, state, "pg", "10.0.2.21", "deploy")  # type: ignore[arg-type]
-    assert zone.expected[-1] == "10.0.1.21"
-    dying = ZoneStub("10.0.2.21", fail=True)
-    with pytest.raises(RuntimeError):
-        publish(dying, state, "pg", "10.0.1.21", "back")  # type: ignore[arg-type]
-    assert state.read("pg") == NameRecord("pg", "10.0.2.21", "10.0.1.21")  # the intent survived the crash

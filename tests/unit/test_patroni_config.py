@@ -28,7 +28,7 @@ from govcloud.model.ha import HaPostgres
 
 REPO = Path(__file__).resolve().parents[2]
 PATRONI = Path("/opt/govcloud/patroni/bin/patroni")
-SECRETS = HaSecrets("s" * 24, "r" * 24, "w" * 24)
+SECRETS = HaSecrets("s" * 24, "r" * 24, "w" * 24, "a" * 24)
 CLIENTS = ("10.244.0.0/15", "10.246.0.0/15", "10.240.0.0/24")
 
 
@@ -86,7 +86,9 @@ def test_secrets_never_show_in_a_repr_nor_in_the_configuration_until_merged() ->
     shape, ha = shipped()
     doc = member_config(shape, shape.primary, shape.primary.members[0], ha, CLIENTS)
     assert not re.search(r"\bpassword\b", yaml.safe_dump(doc))  # (password_encryption is a setting)
-    auth = with_passwords(doc, SECRETS)["postgresql"]["authentication"]
+    full = with_passwords(doc, SECRETS)
+    assert full["restapi"]["authentication"] == {"username": "govcloud", "password": "a" * 24}
+    auth = full["postgresql"]["authentication"]
     assert auth == {"superuser": {"username": "postgres", "password": "s" * 24},
                     "replication": {"username": "replicator", "password": "r" * 24},
                     "rewind": {"username": "rewinder", "password": "w" * 24}}
