@@ -20,7 +20,7 @@ from typing import Any
 from govcloud.errors import RuntimeFailure
 from govcloud.failover.follow import LeaderKey, NameRecord
 
-TIMEOUT_S = 1.0
+TIMEOUT_S = 0.5  # one request to one member: a member without quorum holds a read until this
 
 
 class EtcdError(RuntimeFailure):
@@ -48,16 +48,21 @@ class EtcdGateway:
         self.client_urls = tuple(client_urls)
         self.timeout = timeout
         self._opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        self._first = 0  # the member that answered last is asked first (a cut-off one costs a timeout once)
 
     def _post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
         errors = []
-        for url in self.client_urls:
+        n = len(self.client_urls)
+        for i in range(n):
+            index = (self._first + i) % n
+            url = self.client_urls[index]
             req = urllib.request.Request(f"{url}{path}", data=json.dumps(body).encode(), method="POST",
                                          headers={"Content-Type": "application/json"})
             try:
                 with self._opener.open(req, timeout=self.timeout) as resp:
                     doc: dict[str, Any] = json.loads(resp.read(1 << 20).decode())
-                    return doc
+                self._first = index
+                return doc
             except urllib.error.HTTPError as exc:  # e.g. 503 from a member without quorum
                 errors.append(f"{url}: HTTP {exc.code} {exc.read(300).decode('utf-8', 'replace').strip()}")
             except (urllib.error.URLError, OSError, ValueError) as exc:

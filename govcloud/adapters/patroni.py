@@ -54,6 +54,13 @@ class PatroniHttp:
             return ClusterView(scope, members, asked=url)
         return ClusterView(scope, error=f"no member of {scope} answered: " + "; ".join(errors))
 
+    def views(self, scope: str, rest_urls: Sequence[str]) -> list[ClusterView]:
+        """Every member's own answer to ``GET /cluster``, asked side by side (errors included)."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=max(1, len(rest_urls))) as pool:
+            return list(pool.map(lambda url: self.cluster(scope, [url]), rest_urls))
+
     def etcd_health(self, scope: str, member: str, site: str, client_url: str) -> EtcdView:
         try:
             doc = _get(f"{client_url}/health", self.timeout)

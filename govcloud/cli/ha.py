@@ -195,3 +195,45 @@ def watch_cmd(app: AppContext, interval: float, dns_key: Path | None) -> int:
 
     watch(app.root, stop, dns_key=dns_key, interval=interval, on_look=report)
     return ExitCode.OK
+
+
+@ha.command("drill")
+@click.option("--scenario", required=True, metavar="SCENARIO",
+              help="site-loss:<site> | partition:<site>/<site> (region-loss:<region> comes with ha promote).")
+@click.option("--known-hosts", type=click.Path(dir_okay=False, path_type=Path), envvar="GOVCLOUD_KNOWN_HOSTS",
+              required=True, help="known_hosts holding the database hosts' keys (strict checking) [env GOVCLOUD_KNOWN_HOSTS].")
+@click.option("--ssh-key", type=click.Path(dir_okay=False, path_type=Path), envvar="GOVCLOUD_SSH_KEY", default=None,
+              help="SSH key the database hosts authorise [env GOVCLOUD_SSH_KEY; default: the operator key].")
+@click.option("--yes", is_flag=True, help="Do not ask (the drill cuts database hosts off each other for real).")
+@_DNS_KEY
+@pass_app
+def drill_cmd(app: AppContext, scenario: str, known_hosts: Path, ssh_key: Path | None, yes: bool,
+              dns_key: Path | None) -> int:
+    """Break the database hosts' network on purpose (blackhole routes over SSH), keep a writer committing
+    through the service name, let Patroni act, undo, and report RTO, acknowledged commits lost, and the
+    most members that accepted writes at once. Exit 1 when an expectation failed; 4 when not confirmed."""
+    import sys
+
+    from govcloud.errors import RefusedError
+    from govcloud.services.ha_drill import HaDrillOptions, parse_scenario, run_drill
+
+    parsed = parse_scenario(app.root, scenario)  # exit 2 before anything is touched
+    if not yes and (not sys.stdin.isatty()
+                    or not click.confirm(f"Run the drill {parsed.text}? It cuts database hosts off for real.",
+                                         default=False)):
+        raise RefusedError(f"drill {parsed.text} not confirmed", hint="pass --yes to skip the question")
+    report = run_drill(app.root, parsed.text, HaDrillOptions(known_hosts=known_hosts, ssh_key=ssh_key, dns_key=dns_key))
+    met = report.max_writable <= 1 and not report.lost and (not report.leader_lost or report.rto_s is not None) \
+        and (report.leader_lost or report.new_leader == report.old_leader)
+    if app.json:
+        from dataclasses import asdict
+
+        app.emit_json({**asdict(report), "met": met})
+    else:
+        rto = f"RTO {report.rto_s:.2f} s" if report.rto_s is not None else "no failover"
+        app.echo(f"{report.scenario}: {report.old_leader} -> {report.new_leader}; {rto}; {report.acked} commits "
+                 f"acknowledged, {len(report.lost)} lost; longest pause {report.longest_pause_s:.2f} s; at most "
+                 f"{report.max_writable} writable member(s); after: "
+                 + ", ".join(f"{k} {v}" for k, v in sorted(report.rejoined.items())))
+        app.echo(f"report: {report.report_path}")
+    return ExitCode.OK if met else ExitCode.FAILURE

@@ -97,3 +97,17 @@ def ready(shape: ClusterShape, view: ClusterView) -> str:
 def names_agree(view: HaView, address: str) -> tuple[str, ...]:
     """The sites whose name server does not answer exactly ``address``."""
     return tuple(n.site for n in view.names if n.addresses != (address,))
+
+
+def choose(scope: str, views: list[ClusterView], elected: str | None) -> ClusterView:
+    """The view to believe, of those the members gave: one whose leader is the member etcd's leader key
+    names (``elected``, a quorum read). A member cut off from etcd keeps answering with its last view
+    of the cluster, stale from the moment it was cut; which one is stale only the key can tell."""
+    answered = [v for v in views if not v.error]
+    if not answered:
+        return ClusterView(scope, error="; ".join(v.error for v in views) or f"no member of {scope} answered")
+    if elected is not None:
+        for v in answered:
+            if v.leader is not None and v.leader.name == elected:
+                return v
+    return answered[0]

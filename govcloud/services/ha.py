@@ -21,7 +21,7 @@ from govcloud.adapters.ansible import (
     run_playbook,
     runner_kwargs,
 )
-from govcloud.adapters.etcd import EtcdGateway
+from govcloud.adapters.etcd import EtcdError, EtcdGateway
 from govcloud.adapters.ha_secrets import load_or_create
 from govcloud.adapters.patroni import PatroniHttp
 from govcloud.adapters.ports import HaObserverPort
@@ -33,7 +33,7 @@ from govcloud.failover.ha_deploy import (
     plan_deploy,
     role_vars,
 )
-from govcloud.failover.ha_status import ClusterView, HaView, NameView, ready
+from govcloud.failover.ha_status import ClusterView, HaView, NameView, choose, ready
 from govcloud.failover.shape import ClusterShape, HaShape, plan_shape
 from govcloud.inventory import load_inventory
 from govcloud.model import Inventory
@@ -97,11 +97,21 @@ def _run(plan: DeployPlan, phase: Phase, options: HaDeployOptions, secrets_file:
     return result
 
 
+def current_view(observer: HaObserverPort, plan: DeployPlan, cluster: ClusterShape) -> ClusterView:
+    """The cluster as its members report it, believing the member that agrees with etcd's leader key."""
+    try:
+        elected = EtcdGateway([m.client_url for m in cluster.etcd]).leader(cluster.scope)
+    except EtcdError:
+        elected = None
+    return choose(cluster.scope, observer.views(cluster.scope, rest_urls(plan, cluster)),
+                  elected.member if elected else None)
+
+
 def wait_ready(observer: HaObserverPort, plan: DeployPlan, cluster: ClusterShape, timeout_s: float) -> ClusterView:
     """Poll the cluster until :func:`ready`; RuntimeFailure saying what was still missing at the deadline."""
     deadline = time.monotonic() + timeout_s
     while True:
-        view = observer.cluster(cluster.scope, rest_urls(plan, cluster))
+        view = current_view(observer, plan, cluster)
         why = ready(cluster, view)
         if not why:
             return view
@@ -133,7 +143,7 @@ def deploy(root: Path, options: HaDeployOptions, *, say: Callable[[str], None] =
     _secrets, secrets_file = load_or_create(state, shape.primary.scope)
     follow = follower(shape, ha, names)
     runs: list[RunResult] = []
-    main = observer.cluster(shape.primary.scope, rest_urls(plan, shape.primary))
+    main = current_view(observer, plan, shape.primary)
     if main.leader is None:  # the first deployment: the home member bootstraps alone, and leads
         runs.append(_run(plan, Phase.HOME, options, secrets_file))
         home = shape.primary.members[0]
@@ -174,7 +184,7 @@ def observe(root: Path, *, observer: HaObserverPort | None = None, names: NameSe
     shape = plan_shape(inventory.topology, ha)
     plan = plan_deploy(inventory.topology, ha, shape)
     observer = observer or PatroniHttp()
-    clusters = tuple(observer.cluster(c.scope, rest_urls(plan, c)) for c in shape.clusters)
+    clusters = tuple(current_view(observer, plan, c) for c in shape.clusters)
     etcd = tuple(observer.etcd_health(c.scope, m.name, m.site, m.client_url) for c in shape.clusters for m in c.etcd)
     try:
         names = names or name_service(inventory, key_file=dns_key)

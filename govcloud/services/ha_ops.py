@@ -22,7 +22,7 @@ from govcloud.failover.ha_deploy import plan_deploy
 from govcloud.failover.patroni_config import RESTAPI_USER
 from govcloud.failover.shape import plan_shape
 from govcloud.inventory import load_inventory
-from govcloud.services.ha import follower, ha_of, rest_urls, wait_ready
+from govcloud.services.ha import current_view, follower, ha_of, wait_ready
 from govcloud.services.ha_names import Look
 from govcloud.services.names_app import name_service
 from govcloud.services.provision import state_dir
@@ -48,7 +48,7 @@ def switchover(root: Path, candidate: str | None, *, dns_key: Path | None = None
     plan = plan_deploy(inventory.topology, ha, shape)
     main = shape.primary
     patroni = PatroniHttp()
-    view = patroni.cluster(main.scope, rest_urls(plan, main))
+    view = current_view(patroni, plan, main)
     if view.leader is None:
         raise RuntimeFailure(f"{main.scope} has no running leader: {view.error or 'Patroni is electing'}",
                              hint="`govcloud ha status`; a switchover needs a leader to hand over from")

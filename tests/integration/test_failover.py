@@ -22,6 +22,9 @@ from click.testing import CliRunner
 from devcloud.testing import require
 
 RUNS = int(os.environ.get("GOVCLOUD_DRILL_RUNS", "1"))
+# the home-made controller, being retired by issue 31: the suite drills Patroni instead
+# (tests/integration/test_ha.py); these run in the scale tier until the controller is removed
+pytestmark = pytest.mark.scale
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 
 
@@ -151,7 +154,6 @@ def test_execute_is_refused_with_the_reason_when_quorum_is_not_met(pg_lab: tuple
     assert "quorum 1/2 not met" in res.output and "no failover" in res.output
 
 
-@pytest.mark.scale  # the home-made controller, retired by issue 31: its drills stay in the suite
 def test_failback_returns_three_healthy_members(pg_lab: tuple[Any, Path]) -> None:
     from govcloud.cli.main import cli
     from govcloud.services.failover_lab import LabBackend
@@ -173,7 +175,6 @@ def test_failback_returns_three_healthy_members(pg_lab: tuple[Any, Path]) -> Non
     assert sync == {"gz_b": "sync", "st_a": "async"}
 
 
-@pytest.mark.scale  # the home-made controller, retired by issue 31: its drills stay in the suite
 def test_two_project_roots_agree_with_the_cluster_not_with_their_own_journals(
         pg_lab: tuple[Any, Path], tmp_path: Path) -> None:
     """The cluster is the source of truth: B's journal goes stale when A fails over, and B adopts A's epoch."""
