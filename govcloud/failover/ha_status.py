@@ -102,12 +102,19 @@ def names_agree(view: HaView, address: str) -> tuple[str, ...]:
 def choose(scope: str, views: list[ClusterView], elected: str | None) -> ClusterView:
     """The view to believe, of those the members gave: one whose leader is the member etcd's leader key
     names (``elected``, a quorum read). A member cut off from etcd keeps answering with its last view
-    of the cluster, stale from the moment it was cut; which one is stale only the key can tell."""
+    of the cluster, stale from the moment it was cut; which one is stale only the key can tell, so
+    when no view agrees with it, or the key could not be read and the views disagree, none is believed."""
     answered = [v for v in views if not v.error]
     if not answered:
         return ClusterView(scope, error="; ".join(v.error for v in views) or f"no member of {scope} answered")
+    leaders = {v.leader.name if v.leader else "" for v in answered}
     if elected is not None:
-        for v in answered:
-            if v.leader is not None and v.leader.name == elected:
-                return v
+        agreeing = [v for v in answered if v.leader is not None and v.leader.name == elected]
+        if agreeing:
+            return agreeing[0]
+        return ClusterView(scope, error=f"no member's view of {scope} has {elected} leading, as etcd's leader key "
+                                        f"says (they say: {', '.join(sorted(leaders - {''})) or 'no leader'})")
+    if len(leaders) > 1:
+        return ClusterView(scope, error=f"the members of {scope} disagree on the leader ({', '.join(sorted(leaders))}) "
+                                        "and etcd's leader key could not be read")
     return answered[0]

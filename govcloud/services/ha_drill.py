@@ -71,7 +71,8 @@ class HaDrillOptions:
     ssh_key: Path | None = None
     dns_key: Path | None = None
     deadline_s: float = 60.0  # a lost leader must be replaced, and written to, within this
-    observe_s: float = 15.0  # how long a scenario without failover is watched
+    observe_s: float | None = None  # how long a scenario without failover is watched [ttl + 5 s: longer
+    # than a wrongful failover could take, the leader key expiring first]
     rejoin_s: float = 90.0  # after the faults are undone, the cluster must be whole again within this
     interval_s: float = 0.05  # the writer's pace
 
@@ -210,7 +211,7 @@ def run_drill(root: Path, scenario_text: str, options: HaDrillOptions) -> HaDril
                   f"a commit acknowledged by {new}")
             names_after = {a.server.site: sorted(a.addresses or ()) for a in names.answers(ha.name)}
         else:
-            time.sleep(options.observe_s)
+            time.sleep(options.observe_s or ha.patroni.ttl_s + 5)
             new = watch.leaders[-1] if watch.leaders else old
     finally:
         routes.undo()

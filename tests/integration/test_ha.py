@@ -45,6 +45,14 @@ class HaProject:
         return subprocess.run([sys.executable, "-m", "govcloud", "--root", str(self.root), *args],
                               env=self.env, capture_output=True, text=True, timeout=timeout, check=False)
 
+    def drill(self, scenario: str) -> dict[str, Any]:
+        r = self.govcloud("--output", "json", "ha", "drill", "--scenario", scenario, "--yes",
+                          "--known-hosts", str(self.lab.known_hosts), "--ssh-key", str(self.lab.controller_key),
+                          "--dns-key", str(self.dns_key), timeout=400)
+        assert r.returncode == 0, r.stdout + r.stderr
+        report: dict[str, Any] = json.loads(r.stdout)
+        return report
+
     def deploy(self, *options: str) -> subprocess.CompletedProcess[str]:
         return self.govcloud(*options, "ha", "deploy", "--known-hosts", str(self.lab.known_hosts),
                              "--ssh-key", str(self.lab.controller_key), "--dns-key", str(self.dns_key))
@@ -240,12 +248,7 @@ def test_site_loss_of_the_leaders_site_fails_over_without_loss_then_it_rejoins_a
     GOVCLOUD_DRILL_RUNS times (once in the suite, 3 times in the scale tier)."""
     assert deployed.returncode == 0, deployed.stdout + deployed.stderr
     for run in range(RUNS):
-        r = ha_project.govcloud("--output", "json", "ha", "drill", "--scenario", "site-loss:gz-a", "--yes",
-                                "--known-hosts", str(ha_project.lab.known_hosts),
-                                "--ssh-key", str(ha_project.lab.controller_key), "--dns-key", str(ha_project.dns_key),
-                                timeout=400)
-        assert r.returncode == 0, r.stdout + r.stderr
-        rep = json.loads(r.stdout)
+        rep = ha_project.drill("site-loss:gz-a")
         print(f"\nsite-loss:gz-a run {run + 1}: RTO {rep['rto_s']} s, {rep['acked']} acknowledged, lost "
               f"{rep['lost']}, longest pause {rep['longest_pause_s']} s, new leader seen at "
               f"{rep['leader_seen_s']} s, name moved at {rep['name_moved_s']} s")
@@ -257,3 +260,20 @@ def test_site_loss_of_the_leaders_site_fails_over_without_loss_then_it_rejoins_a
         assert Path(rep["report_path"]).is_file()
         home = ha_project.govcloud("ha", "switchover", "--to", "gz-a-db1", "--yes", "--dns-key", str(ha_project.dns_key))
         assert home.returncode == 0 and "gz-b-db1 -> gz-a-db1" in home.stdout, home.stdout + home.stderr
+
+
+@pytest.mark.scale  # about 30 s each (watched ttl + 5 s): the suite drills the leader's site loss
+@pytest.mark.parametrize("scenario", ["partition:gz-a/st-a", "site-loss:gz-b"])
+def test_a_partition_or_the_sync_standbys_loss_fails_nothing_over_and_writes_go_on(
+        ha_project: HaProject, deployed: subprocess.CompletedProcess[str], scenario: str) -> None:
+    """No failover where none is due: cut gz-a from st-a (each still reaches gz-b: the ring keeps its
+    quorum), or lose gz-b (the synchronous standby: commits pause about wal_sender_timeout, then the
+    primary goes on alone). gz-a leads throughout, never two writable members, nothing acknowledged is lost."""
+    assert deployed.returncode == 0, deployed.stdout + deployed.stderr
+    for run in range(RUNS):
+        rep = ha_project.drill(scenario)
+        print(f"\n{scenario} run {run + 1}: leaders {rep['leaders_seen']}, {rep['acked']} acknowledged, lost "
+              f"{rep['lost']}, longest pause {rep['longest_pause_s']} s")
+        assert (rep["new_leader"], rep["leaders_seen"], rep["lost"], rep["max_writable"]) == \
+            ("gz-a-db1", ["gz-a-db1"], [], 1), rep
+        assert rep["rejoined"] == {"gz-a-db1": "leader", "gz-b-db1": "sync_standby"}, rep["rejoined"]

@@ -97,3 +97,23 @@ def test_passwords_are_made_once_0600_and_a_readable_or_broken_file_is_refused(t
     path.write_text("superuser: x\n")
     with pytest.raises(InvalidInputError, match="must hold superuser, replication, rewind, restapi"):
         load_or_create(tmp_path, "gdgov")
+
+
+def test_the_view_believed_is_the_one_agreeing_with_etcds_leader_key() -> None:
+    """A member cut off from etcd answers with its last view (it still thinks it leads): only the leader
+    key, read from a quorum, tells which view is current."""
+    from govcloud.failover.ha_status import choose
+
+    stale = ClusterView("gdgov", (MemberView("gz-a-db1", "leader", "running", ""),
+                                  MemberView("gz-b-db1", "sync_standby", "streaming", "")), asked="a")
+    fresh = ClusterView("gdgov", (MemberView("gz-b-db1", "leader", "running", ""),
+                                  MemberView("gz-a-db1", "replica", "stopped", "")), asked="b")
+    assert choose("gdgov", [stale, fresh], "gz-b-db1") is fresh
+    # the elected member's own view did not answer: the stale one is not believed instead
+    assert "no member's view of gdgov has gz-b-db1 leading" in choose("gdgov", [stale], "gz-b-db1").error
+    # etcd could not be asked: believed only if the views agree
+    assert "disagree on the leader" in choose("gdgov", [stale, fresh], None).error
+    assert choose("gdgov", [fresh, fresh], None) is fresh
+    down = ClusterView("gdgov", error="a: refused")
+    assert choose("gdgov", [down, fresh], "gz-b-db1") is fresh
+    assert choose("gdgov", [down], "gz-a-db1").error == "a: refused"
