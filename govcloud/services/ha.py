@@ -1,9 +1,11 @@
 """`ha deploy` and `ha status`: the HA layer put on the topology's database hosts, and observed.
 
-Deploy (docs/ha.md, "Deploy") runs ``playbooks/ha.yml`` through ansible-runner in the two phases of
-``govcloud.failover.ha_deploy``: etcd rings and the primary cluster; then, once it has a leader (and a
-synchronous standby), the service name is published on the leader and the standby cluster is started,
-which replicates from that name. Every wait polls with a deadline and says what it waited for.
+Deploy (docs/ha.md, "Deploy and status") runs ``playbooks/ha.yml`` through ansible-runner in the phases
+of ``govcloud.failover.ha_deploy``: on a first deployment the etcd rings and the home member alone (so it
+leads); then the primary cluster; once it has a leader and a synchronous standby, the service name is
+published on the leader (the name follower's fenced looks) and the standby cluster is started, which
+replicates from that name. A rerun whose name is already on the leader is one run of the whole state.
+Every wait polls with a deadline and says what it waited for.
 """
 
 from __future__ import annotations
@@ -119,6 +121,29 @@ def wait_ready(observer: HaObserverPort, plan: DeployPlan, cluster: ClusterShape
             raise RuntimeFailure(f"{why} after {timeout_s:.0f} s",
                                  hint=f"look at Patroni's log on the members ({plan.ha.base_dir}/{cluster.scope}/log) "
                                       "and run `govcloud ha deploy` again: it resumes")
+        time.sleep(POLL_S)
+
+
+def wait_settled(observer: HaObserverPort, plan: DeployPlan, cluster: ClusterShape, timeout_s: float) -> ClusterView:
+    """Ready, with the same leader and synchronous standby, for two of Patroni's loops and a second on end.
+
+    Why more than :func:`wait_ready`: a member that has just rejoined (pg_rewind, a restart) is listed as
+    the synchronous standby for a moment before Patroni settles it, and a switchover to it asked then is
+    refused ("candidate name does not match with sync_standby", seen by bench/ha_bench.py)."""
+    hold_s = 2 * plan.ha.patroni.loop_wait_s + 1
+    deadline = time.monotonic() + timeout_s
+    since, last = time.monotonic(), ("", "")
+    while True:
+        view = current_view(observer, plan, cluster)
+        why = ready(cluster, view)
+        now = (view.leader.name if view.leader else "", view.sync_standby.name if view.sync_standby else "")
+        if why or now != last:
+            since, last = time.monotonic(), now
+        elif time.monotonic() - since >= hold_s:
+            return view
+        if time.monotonic() > deadline:
+            raise RuntimeFailure(f"{cluster.scope} not settled after {timeout_s:.0f} s: {why or 'its roles kept changing'}",
+                                 hint="`govcloud ha status`; Patroni's log on the members")
         time.sleep(POLL_S)
 
 

@@ -57,7 +57,7 @@ from govcloud.failover.patroni_config import SUPERUSER
 from govcloud.failover.shape import HaShape, plan_shape
 from govcloud.inventory import load_inventory
 from govcloud.model.ha import HaPostgres
-from govcloud.services.ha import current_view, follower, ha_of
+from govcloud.services.ha import current_view, follower, ha_of, wait_settled
 from govcloud.services.names import NameService
 from govcloud.services.names_app import name_service
 from govcloud.services.provision import ops_key, state_dir
@@ -216,8 +216,7 @@ def run_drill(root: Path, scenario_text: str, options: HaDrillOptions) -> HaDril
     finally:
         routes.undo()
     try:
-        _poll(lambda: not ready(shape.primary, current_view(patroni, plan, shape.primary)),
-              options.rejoin_s, "the cluster whole again after the faults were undone")
+        wait_settled(patroni, plan, shape.primary, options.rejoin_s)  # whole again, its roles holding still
         _poll(lambda: writer.first_ack_after(time.time() - 0.5) is not None, 20, "a commit after the faults were undone")
     finally:
         writer.stop()

@@ -19,10 +19,11 @@ from govcloud.adapters.ha_secrets import load_or_create
 from govcloud.adapters.patroni import PatroniHttp
 from govcloud.errors import InvalidInputError, RuntimeFailure
 from govcloud.failover.ha_deploy import plan_deploy
+from govcloud.failover.ha_status import ready
 from govcloud.failover.patroni_config import RESTAPI_USER
 from govcloud.failover.shape import plan_shape
 from govcloud.inventory import load_inventory
-from govcloud.services.ha import current_view, follower, ha_of, wait_ready
+from govcloud.services.ha import current_view, follower, ha_of, wait_ready, wait_settled
 from govcloud.services.ha_names import Look
 from govcloud.services.names_app import name_service
 from govcloud.services.provision import state_dir
@@ -49,6 +50,8 @@ def switchover(root: Path, candidate: str | None, *, dns_key: Path | None = None
     main = shape.primary
     patroni = PatroniHttp()
     view = current_view(patroni, plan, main)
+    if not ready(main, view):  # whole: wait until its roles hold still (a member that has just rejoined)
+        view = wait_settled(patroni, plan, main, timeout_s)
     if view.leader is None:
         raise RuntimeFailure(f"{main.scope} has no running leader: {view.error or 'Patroni is electing'}",
                              hint="`govcloud ha status`; a switchover needs a leader to hand over from")
