@@ -20,6 +20,17 @@ if TYPE_CHECKING:
     from govcloud.failover.shape import HaShape
 
 
+_DNS_KEY = click.option("--dns-key", type=click.Path(dir_okay=False, path_type=Path), envvar="GOVCLOUD_DNS_KEY",
+                        default=None, help="TSIG key file for the zone's servers, 0600 [env GOVCLOUD_DNS_KEY; "
+                                           "default <state dir>/dns/tsig.key].")
+_KNOWN_HOSTS = click.option("--known-hosts", type=click.Path(dir_okay=False, path_type=Path), envvar="GOVCLOUD_KNOWN_HOSTS",
+                            required=True, help="known_hosts holding the database hosts' keys (strict checking) "
+                                                "[env GOVCLOUD_KNOWN_HOSTS].")
+_SSH_KEY = click.option("--ssh-key", type=click.Path(dir_okay=False, path_type=Path), envvar="GOVCLOUD_SSH_KEY",
+                        default=None, help="SSH key the database hosts authorise [env GOVCLOUD_SSH_KEY; default: the "
+                                           "operator key].")
+
+
 @click.group("ha")
 def ha() -> None:
     """Highly available PostgreSQL: Patroni clusters and etcd rings from the topology's ha.postgres."""
@@ -70,12 +81,9 @@ def _print_plan(app: AppContext, shape: HaShape) -> int:
 
 
 @ha.command("deploy")
-@click.option("--known-hosts", type=click.Path(dir_okay=False, path_type=Path), envvar="GOVCLOUD_KNOWN_HOSTS",
-              required=True, help="known_hosts holding the database hosts' keys (strict checking) [env GOVCLOUD_KNOWN_HOSTS].")
-@click.option("--ssh-key", type=click.Path(dir_okay=False, path_type=Path), envvar="GOVCLOUD_SSH_KEY", default=None,
-              help="SSH key the database hosts authorise [env GOVCLOUD_SSH_KEY; default: the operator key].")
-@click.option("--dns-key", type=click.Path(dir_okay=False, path_type=Path), envvar="GOVCLOUD_DNS_KEY", default=None,
-              help="TSIG key file for the zone's servers, 0600 [env GOVCLOUD_DNS_KEY; default <state dir>/dns/tsig.key].")
+@_KNOWN_HOSTS
+@_SSH_KEY
+@_DNS_KEY
 @click.option("--forks", type=click.IntRange(min=1, max=100), default=10, show_default=True,
               help="Database hosts Ansible configures at once.")
 @pass_app
@@ -108,8 +116,7 @@ def _cluster_json(c: ClusterView) -> dict[str, Any]:
 
 
 @ha.command("status")
-@click.option("--dns-key", type=click.Path(dir_okay=False, path_type=Path), envvar="GOVCLOUD_DNS_KEY", default=None,
-              help="TSIG key file for the zone's servers, 0600 [env GOVCLOUD_DNS_KEY; default <state dir>/dns/tsig.key].")
+@_DNS_KEY
 @pass_app
 def status_cmd(app: AppContext, dns_key: Path | None) -> int:
     """Members, roles, timeline, lag and sync state of each cluster; each etcd member's health; what the
@@ -136,11 +143,6 @@ def status_cmd(app: AppContext, dns_key: Path | None) -> int:
     for n in view.names:
         app.echo(f"name {shape.service} in {n.site}: " + (", ".join(n.addresses) or f"no answer {n.error}".strip()))
     return ExitCode.OK if healthy else ExitCode.FAILURE
-
-
-_DNS_KEY = click.option("--dns-key", type=click.Path(dir_okay=False, path_type=Path), envvar="GOVCLOUD_DNS_KEY",
-                        default=None, help="TSIG key file for the zone's servers, 0600 [env GOVCLOUD_DNS_KEY; "
-                                           "default <state dir>/dns/tsig.key].")
 
 
 @ha.command("switchover")
@@ -200,10 +202,8 @@ def watch_cmd(app: AppContext, interval: float, dns_key: Path | None) -> int:
 @ha.command("drill")
 @click.option("--scenario", required=True, metavar="SCENARIO",
               help="site-loss:<site> | partition:<site>/<site> (region-loss:<region> comes with ha promote).")
-@click.option("--known-hosts", type=click.Path(dir_okay=False, path_type=Path), envvar="GOVCLOUD_KNOWN_HOSTS",
-              required=True, help="known_hosts holding the database hosts' keys (strict checking) [env GOVCLOUD_KNOWN_HOSTS].")
-@click.option("--ssh-key", type=click.Path(dir_okay=False, path_type=Path), envvar="GOVCLOUD_SSH_KEY", default=None,
-              help="SSH key the database hosts authorise [env GOVCLOUD_SSH_KEY; default: the operator key].")
+@_KNOWN_HOSTS
+@_SSH_KEY
 @click.option("--yes", is_flag=True, help="Do not ask (the drill cuts database hosts off each other for real).")
 @_DNS_KEY
 @pass_app

@@ -10,6 +10,7 @@ Every wait polls with a deadline and says what it waited for.
 
 from __future__ import annotations
 
+import functools
 import time
 import uuid
 from collections.abc import Callable
@@ -99,28 +100,41 @@ def _run(plan: DeployPlan, phase: Phase, options: HaDeployOptions, secrets_file:
     return result
 
 
+@functools.cache
+def ring(client_urls: tuple[str, ...]) -> EtcdGateway:
+    """One gateway per etcd ring for the process: it keeps asking first the member that answered last, so a
+    cut-off member costs its timeout once, not on every look."""
+    return EtcdGateway(client_urls)
+
+
 def current_view(observer: HaObserverPort, plan: DeployPlan, cluster: ClusterShape) -> ClusterView:
     """The cluster as its members report it, believing the member that agrees with etcd's leader key."""
     try:
-        elected = EtcdGateway([m.client_url for m in cluster.etcd]).leader(cluster.scope)
+        elected = ring(tuple(m.client_url for m in cluster.etcd)).leader(cluster.scope)
     except EtcdError:
         elected = None
     return choose(cluster.scope, observer.views(cluster.scope, rest_urls(plan, cluster)),
                   elected.member if elected else None)
 
 
-def wait_ready(observer: HaObserverPort, plan: DeployPlan, cluster: ClusterShape, timeout_s: float) -> ClusterView:
-    """Poll the cluster until :func:`ready`; RuntimeFailure saying what was still missing at the deadline."""
+def wait_ready(observer: HaObserverPort, plan: DeployPlan, cluster: ClusterShape, timeout_s: float, *,
+               hold_s: float = 0.0) -> ClusterView:
+    """Poll until :func:`ready`, with the same leader and synchronous standby for ``hold_s`` on end;
+    RuntimeFailure saying what was still missing at the deadline."""
     deadline = time.monotonic() + timeout_s
+    since, last = time.monotonic(), ("", "")
     while True:
         view = current_view(observer, plan, cluster)
         why = ready(cluster, view)
-        if not why:
+        now = (view.leader.name if view.leader else "", view.sync_standby.name if view.sync_standby else "")
+        if why or now != last:
+            since, last = time.monotonic(), now
+        if not why and time.monotonic() - since >= hold_s:
             return view
         if time.monotonic() > deadline:
-            raise RuntimeFailure(f"{why} after {timeout_s:.0f} s",
-                                 hint=f"look at Patroni's log on the members ({plan.ha.base_dir}/{cluster.scope}/log) "
-                                      "and run `govcloud ha deploy` again: it resumes")
+            raise RuntimeFailure(f"{cluster.scope}: {why or 'its roles kept changing'} after {timeout_s:.0f} s",
+                                 hint=f"`govcloud ha status`; Patroni's log on the members "
+                                      f"({plan.ha.base_dir}/{cluster.scope}/log); `govcloud ha deploy` resumes")
         time.sleep(POLL_S)
 
 
@@ -130,26 +144,12 @@ def wait_settled(observer: HaObserverPort, plan: DeployPlan, cluster: ClusterSha
     Why more than :func:`wait_ready`: a member that has just rejoined (pg_rewind, a restart) is listed as
     the synchronous standby for a moment before Patroni settles it, and a switchover to it asked then is
     refused ("candidate name does not match with sync_standby", seen by bench/ha_bench.py)."""
-    hold_s = 2 * plan.ha.patroni.loop_wait_s + 1
-    deadline = time.monotonic() + timeout_s
-    since, last = time.monotonic(), ("", "")
-    while True:
-        view = current_view(observer, plan, cluster)
-        why = ready(cluster, view)
-        now = (view.leader.name if view.leader else "", view.sync_standby.name if view.sync_standby else "")
-        if why or now != last:
-            since, last = time.monotonic(), now
-        elif time.monotonic() - since >= hold_s:
-            return view
-        if time.monotonic() > deadline:
-            raise RuntimeFailure(f"{cluster.scope} not settled after {timeout_s:.0f} s: {why or 'its roles kept changing'}",
-                                 hint="`govcloud ha status`; Patroni's log on the members")
-        time.sleep(POLL_S)
+    return wait_ready(observer, plan, cluster, timeout_s, hold_s=2 * plan.ha.patroni.loop_wait_s + 1)
 
 
 def follower(shape: HaShape, ha: HaPostgres, names: NameSwitch, store: LeaderStore | None = None) -> LeaderFollower:
     """The primary cluster's name follower, on its etcd ring."""
-    return LeaderFollower(shape.primary, ha.name, store or EtcdGateway([m.client_url for m in shape.primary.etcd]),
+    return LeaderFollower(shape.primary, ha.name, store or ring(tuple(m.client_url for m in shape.primary.etcd)),
                           names)
 
 
